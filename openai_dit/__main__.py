@@ -1,0 +1,8 @@
+"""`python -m openai_dit` is `openai-dit`."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

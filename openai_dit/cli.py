@@ -1,0 +1,114 @@
+"""`openai-dit serve | tiny`. Heavy imports happen only inside the command that needs them."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from . import __version__
+from .config import ServerConfig, add_arguments, config_from_args
+
+__all__ = ["main"]
+
+logger = logging.getLogger("openai_dit")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="openai-dit", description="Serve diffusion transformers over HTTP "
+                                     "(OpenAI and cache-dit native APIs), accelerated by cache-dit.")
+    parser.add_argument("--version", action="version", version=f"openai-dit {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="Start the server.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_arguments(serve)
+    tiny = commands.add_parser("tiny", help="Write a built-in tiny model to a folder (loadable by plain diffusers).")
+    tiny.add_argument("name", help="tiny:flux, small:flux, tiny:flux2-klein, tiny:qwen-image-edit-plus, "
+                      "tiny:wan-t2v or tiny:wan-i2v (the 'tiny:' prefix may be left out)")
+    tiny.add_argument("directory")
+    return parser
+
+
+def _check_launch(config: ServerConfig) -> str | None:
+    """Problems found before anything loads; None when the launch is sound."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size > 1:
+        return ("several ranks (torchrun) are not supported by this build yet: launch one process "
+                "without torchrun")
+    if config.parallel_type:
+        return f"--parallel-type {config.parallel_type} needs several ranks: launch with torchrun --nproc_per_node=N"
+    if config.parallel_text_encoder or config.parallel_vae:
+        return "--parallel-text-encoder / --parallel-vae need --parallel-type under torchrun"
+    if config.lora_name and not config.lora_path:
+        return "--lora-name needs --lora-path"
+    if config.output_dir and os.path.exists(config.output_dir) and not os.path.isdir(config.output_dir):
+        return f"--output-dir {config.output_dir} is not a folder"
+    if config.allowed_local_media_path and not os.path.isdir(config.allowed_local_media_path):
+        return f"--allowed-local-media-path {config.allowed_local_media_path} is not a folder"
+    if config.max_queued_requests < 1:
+        return "--max-queued-requests must be at least 1"
+    return None
+
+
+def serve(config: ServerConfig) -> int:
+    import uvicorn
+
+    from .runner import Runner
+    from .server import create_app
+
+    problem = _check_launch(config)
+    if problem:
+        logger.error("cannot start: %s", problem)
+        return 2
+    os.environ.setdefault("CACHE_DIT_LOG_LEVEL", "warning")
+
+    def load_engine():
+        from .models.executor import PipelineExecutor
+        from .models.loader import load_model
+
+        return PipelineExecutor(load_model(config))
+
+    server: uvicorn.Server | None = None
+    failure: list[BaseException] = []
+
+    def on_fatal(exc: BaseException) -> None:
+        failure.append(exc)
+        if server is not None:
+            server.should_exit = True
+
+    runner = Runner(load_engine, max_queued=config.max_queued_requests, on_fatal=on_fatal)
+    app = create_app(config, runner)
+    server = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port, log_level=config.log_level,
+                                           access_log=config.log_level == "debug", timeout_graceful_shutdown=30))
+    server.run()
+    if failure:
+        logger.error("exiting: the model could not be loaded: %s", failure[0])
+        return 1
+    return 0
+
+
+def write_tiny(name: str, directory: str) -> int:
+    from .models.tiny import BUILTIN_MODELS, write_builtin
+
+    if ":" not in name:
+        name = f"tiny:{name}"
+    if name not in BUILTIN_MODELS:
+        print(f"unknown built-in model {name!r}; known: {', '.join(sorted(BUILTIN_MODELS))}", file=sys.stderr)
+        return 2
+    path = write_builtin(name, directory)
+    print(path)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0].startswith("--") and argv[0] not in ("--help", "--version"):
+        argv.insert(0, "serve")  # `openai-dit --model-path ...` as the old cache-dit-serve was called
+    args = _parser().parse_args(argv)
+    if args.command == "tiny":
+        logging.basicConfig(level=logging.WARNING)
+        return write_tiny(args.name, args.directory)
+    config = config_from_args(args)
+    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return serve(config)

@@ -1,0 +1,118 @@
+"""The server's settings: one typed object. Each field's help text is the `--help` text and the README table."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import MISSING, dataclass, field, fields
+
+__all__ = ["SCM_POLICIES", "ServerConfig", "add_arguments", "config_from_args"]
+
+SCM_POLICIES = ("slow", "medium", "fast", "ultra")
+
+
+def _opt(default, help: str, *, flag: str | None = None, group: str, choices=None, metavar=None, multiple=False):
+    return field(default=default, metadata={"help": help, "flag": flag, "group": group, "choices": choices,
+                                            "metavar": metavar, "multiple": multiple})
+
+
+@dataclass
+class ServerConfig:
+    """Everything `openai-dit serve` can be told. Defaults match the old cache-dit server where it had one."""
+
+    # --- server
+    model_path: str = _opt("tiny:flux", "Model to serve: a local diffusers folder, a Hugging Face id, or a built-in "
+                           "model (tiny:flux, small:flux, tiny:flux2-klein, tiny:qwen-image-edit-plus, tiny:wan-t2v, "
+                           "tiny:wan-i2v).", group="server")
+    served_model_name: str | None = _opt(None, "Name reported by the API (default: the model path).", group="server")
+    host: str = _opt("0.0.0.0", "Address to bind.", group="server")
+    port: int = _opt(8000, "Port to bind.", group="server")
+    max_queued_requests: int = _opt(64, "Requests that may wait for the model; beyond this, 429 with Retry-After.",
+                                    group="server")
+    max_request_body_mb: float = _opt(64.0, "Largest request body accepted (MiB); larger is 413.", group="server")
+    output_dir: str | None = _opt(None, "Folder for output_format \"path\"; without it that format is refused.",
+                                  group="server")
+    log_level: str = _opt("info", "Log level.", group="server",
+                          choices=("debug", "info", "warning", "error"))
+    # --- model loading
+    device: str | None = _opt(None, "Device (default: cuda when available, else cpu).", group="model")
+    dtype: str = _opt("auto", "Weights dtype: auto (bfloat16 on GPU, float32 on CPU), bfloat16, float16, float32.",
+                      group="model", choices=("auto", "bfloat16", "float16", "float32"))
+    device_map: str | None = _opt(None, "Diffusers pipeline device map (e.g. balanced) to spread components over "
+                                  "several GPUs.", group="model")
+    enable_cpu_offload: bool = _opt(False, "Keep components on the CPU and move each to the GPU while it runs.",
+                                    group="model")
+    lora_path: str | None = _opt(None, "Folder or Hugging Face id holding LoRA weights.", group="model")
+    lora_name: str | None = _opt(None, "LoRA weight file inside --lora-path (e.g. model.safetensors).",
+                                 group="model")
+    disable_fuse_lora: bool = _opt(False, "Keep the LoRA separate instead of fusing it (never fused into a "
+                                   "quantized transformer).", group="model")
+    quantize_type: str | None = _opt(None, "Quantize the transformer online with torchao through cache-dit "
+                                     "(e.g. float8_wo, float8_per_row, int8_wo).", group="model")
+    pipeline_quant_config_path: str | None = _opt(
+        None, "Diffusers PipelineQuantizationConfig as a JSON file (e.g. bitsandbytes nf4). A .py file defining "
+        "get_pipeline_quant_config() is also accepted, and is EXECUTED.", group="model")
+    compile: bool = _opt(False, "torch.compile the transformer; the first request of each new shape warms up.",
+                         group="model")
+    # --- cache-dit
+    cache: bool = _opt(False, "Enable cache-dit DBCache.", group="cache")
+    rdt: float = _opt(0.08, "Residual diff threshold.", group="cache")
+    Fn: int = _opt(8, "First N blocks always computed (clamped to the model's blocks).", flag="--Fn", group="cache")
+    Bn: int = _opt(0, "Last N blocks always computed (clamped to the model's blocks).", flag="--Bn", group="cache")
+    max_warmup_steps: int = _opt(8, "Steps computed in full before caching starts.", group="cache")
+    max_cached_steps: int = _opt(-1, "Most steps cached per request (-1: no limit).", group="cache")
+    max_continuous_cached_steps: int = _opt(-1, "Most consecutive cached steps (-1: no limit).", group="cache")
+    taylorseer: bool = _opt(False, "Enable the TaylorSeer calibrator.", group="cache")
+    taylorseer_order: int = _opt(1, "TaylorSeer order.", group="cache")
+    scm: str | None = _opt(None, "Steps computation mask policy, applied per request to its step count.",
+                           group="cache", choices=SCM_POLICIES)
+    # --- parallelism
+    parallel_type: str | None = _opt(None, "Parallelism across torchrun ranks.", group="parallel",
+                                     choices=("tp", "ulysses", "ring"))
+    parallel_text_encoder: bool = _opt(False, "Also parallelize the text encoder.", group="parallel")
+    parallel_vae: bool = _opt(False, "Also parallelize the VAE.", group="parallel")
+    # --- inputs
+    allowed_local_media_path: str | None = _opt(None, "Folder from which image_urls may name local files; "
+                                                "without it local paths are refused.", group="inputs")
+    allow_private_urls: bool = _opt(False, "Let image URLs reach private, loopback and link-local addresses.",
+                                    group="inputs")
+    max_image_pixels: int = _opt(16_777_216, "Largest input image (width x height), checked before decoding.",
+                                 group="inputs")
+    max_image_bytes_mb: float = _opt(20.0, "Largest input image file (MiB), fetched or inline.", group="inputs")
+    fetch_timeout: float = _opt(15.0, "Total seconds allowed to fetch one image URL.", group="inputs")
+    png_compress_level: int = _opt(1, "PNG compression level 0-9 (1: fast, a little larger).", group="inputs")
+
+    @property
+    def model_name(self) -> str:
+        return self.served_model_name or self.model_path
+
+
+def _flag(f) -> str:
+    return f.metadata["flag"] or "--" + f.name.replace("_", "-")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one option per ServerConfig field, grouped as in the README."""
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for f in fields(ServerConfig):
+        meta = f.metadata
+        group = groups.setdefault(meta["group"], parser.add_argument_group(meta["group"]))
+        default = f.default if f.default is not MISSING else None
+        if f.type in ("bool", bool):
+            group.add_argument(_flag(f), dest=f.name, action="store_true", default=default, help=meta["help"])
+            continue
+        kind = {"int": int, "float": float}.get(f.type if isinstance(f.type, str) else f.type.__name__, str)
+        group.add_argument(_flag(f), dest=f.name, type=kind, default=default, choices=meta["choices"],
+                           help=meta["help"] + (f" (default: {default})" if default is not None else ""))
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    return ServerConfig(**{f.name: getattr(args, f.name) for f in fields(ServerConfig)})
+
+
+def flag_table() -> list[tuple[str, str, str]]:
+    """(flag, default, help) rows: the README's table of CLI flags."""
+    rows = []
+    for f in fields(ServerConfig):
+        default = "off" if f.default is False else ("" if f.default is None else str(f.default))
+        rows.append((_flag(f), default, f.metadata["help"]))
+    return rows

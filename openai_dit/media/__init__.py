@@ -1,0 +1,16 @@
+"""Safe media input (fetching and decoding under limits) and output encoders."""
+
+from .decode import ALLOWED_FORMATS, decode_image
+from .encode import IMAGE_MIME_TYPES, encode_image, encode_video, to_base64
+from .fetch import MediaPolicy, load_image_bytes
+
+__all__ = [
+    "ALLOWED_FORMATS",
+    "IMAGE_MIME_TYPES",
+    "MediaPolicy",
+    "decode_image",
+    "encode_image",
+    "encode_video",
+    "load_image_bytes",
+    "to_base64",
+]

@@ -1,0 +1,44 @@
+"""Safe image decoding: a format allowlist, the pixel count checked from the header before decoding,
+EXIF orientation applied, every mode converted to RGB."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+from PIL import Image, ImageOps
+
+from ..errors import InvalidRequest
+
+__all__ = ["ALLOWED_FORMATS", "decode_image"]
+
+ALLOWED_FORMATS = frozenset({"PNG", "JPEG", "WEBP", "BMP", "GIF"})
+
+
+def decode_image(data: bytes, *, max_pixels: int, param: str) -> Image.Image:
+    """Decode one image from bytes; any problem is a 400 naming `param`."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=sorted(ALLOWED_FORMATS))
+    except (Image.UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InvalidRequest(f"'{param}' is not a supported image (allowed: PNG, JPEG, WebP, BMP, GIF).",
+                             param=param, code="invalid_image") from None
+    except Exception:  # noqa: BLE001 - a malformed header of any kind
+        raise InvalidRequest(f"'{param}' could not be read as an image.", param=param,
+                             code="invalid_image") from None
+    width, height = image.size
+    if width < 1 or height < 1 or width * height > max_pixels:
+        raise InvalidRequest(f"'{param}' is {width}x{height}; at most {max_pixels} pixels are accepted.",
+                             param=param, code="image_too_large")
+    try:
+        image.load()
+        image = ImageOps.exif_transpose(image)
+    except Exception:  # noqa: BLE001 - truncated or corrupt pixel data
+        raise InvalidRequest(f"'{param}' is truncated or corrupt.", param=param, code="invalid_image") from None
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return image.convert("RGB")

@@ -1,0 +1,57 @@
+"""Output encoders: uint8 arrays -> PNG / JPEG / WebP bytes, frames -> MP4 (H.264). CPU-bound: call off the
+event loop and off the generation thread."""
+
+from __future__ import annotations
+
+import base64
+import io
+from fractions import Fraction
+
+import numpy as np
+from PIL import Image
+
+__all__ = ["IMAGE_MIME_TYPES", "encode_image", "encode_video", "to_base64"]
+
+IMAGE_MIME_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+
+
+def encode_image(pixels: np.ndarray, fmt: str = "png", *, quality: int | None = None,
+                 png_compress_level: int = 1) -> bytes:
+    """One (H, W, 3) uint8 image -> bytes. PNG level 1 is several times faster than the default 6."""
+    image = Image.fromarray(pixels)
+    buffer = io.BytesIO()
+    if fmt == "png":
+        image.save(buffer, format="PNG", compress_level=png_compress_level)
+    elif fmt == "jpeg":
+        image.save(buffer, format="JPEG", quality=quality if quality is not None else 90)
+    elif fmt == "webp":
+        image.save(buffer, format="WEBP", quality=quality if quality is not None else 90, method=2)
+    else:
+        raise ValueError(f"unknown image format {fmt!r}")
+    return buffer.getvalue()
+
+
+def encode_video(frames: np.ndarray, fps: int, *, crf: int = 18) -> bytes:
+    """(T, H, W, 3) uint8 frames -> MP4 bytes (H.264, yuv420p; odd sizes padded by one pixel)."""
+    import av
+
+    height, width = frames.shape[1:3]
+    pad_h, pad_w = height % 2, width % 2
+    if pad_h or pad_w:
+        frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=Fraction(fps))
+        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": str(crf), "preset": "veryfast"}
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return buffer.getvalue()
+
+
+def to_base64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")

@@ -1,0 +1,140 @@
+"""Image references -> bytes: data URIs, raw base64, http(s) URLs under limits, allowed local files.
+
+URLs are fetched with httpx under a total timeout and a byte cap; redirects are followed by hand so every hop
+is checked again; private, loopback, link-local and metadata addresses are refused unless the operator allows
+them. Local paths are read only below the operator's `--allowed-local-media-path`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import ipaddress
+import os
+import re
+import socket
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+from ..errors import InvalidRequest
+
+__all__ = ["MediaPolicy", "load_image_bytes"]
+
+_DATA_URI = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w-]+=[\w.-]+)*)(?P<b64>;base64)?,",
+                       re.IGNORECASE)
+_BASE64_CHARS = re.compile(r"^[A-Za-z0-9+/=\s_-]+$")
+_MAX_REDIRECTS = 5
+
+
+@dataclass(frozen=True)
+class MediaPolicy:
+    max_bytes: int = 20 * 1024 * 1024
+    fetch_timeout: float = 15.0
+    allow_private_urls: bool = False
+    allowed_local_path: str | None = None
+
+
+def _b64decode(text: str, *, max_bytes: int, param: str) -> bytes:
+    if len(text) * 3 // 4 > max_bytes + 3:
+        raise InvalidRequest(f"'{param}' is larger than {max_bytes} bytes.", param=param, code="image_too_large")
+    compact = "".join(text.split())
+    try:
+        if "-" in compact or "_" in compact:
+            return base64.urlsafe_b64decode(compact + "=" * (-len(compact) % 4))
+        return base64.b64decode(compact + "=" * (-len(compact) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidRequest(f"'{param}' is not valid base64.", param=param, code="invalid_base64") from None
+
+
+def _address_allowed(address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return not (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_reserved
+                or ip.is_unspecified)
+
+
+async def _check_host(url: str, policy: MediaPolicy, param: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidRequest(f"'{param}' must be an http(s) URL, a data URI or base64.", param=param,
+                             code="invalid_url")
+    if policy.allow_private_urls:
+        return
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, parts.port or 443,
+                                                             type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        raise InvalidRequest(f"'{param}': the host could not be resolved.", param=param,
+                             code="unreachable_url") from None
+    if not infos or not all(_address_allowed(info[4][0]) for info in infos):
+        raise InvalidRequest(f"'{param}': URLs that resolve to private, loopback or link-local addresses are "
+                             "not allowed.", param=param, code="forbidden_url")
+
+
+async def _fetch(url: str, policy: MediaPolicy, param: str) -> bytes:
+    async with httpx.AsyncClient(follow_redirects=False, timeout=policy.fetch_timeout, trust_env=False) as client:
+        for _ in range(_MAX_REDIRECTS + 1):
+            await _check_host(url, policy, param)
+            async with client.stream("GET", url, headers={"Accept": "image/*"}) as response:
+                if response.is_redirect:
+                    url = urljoin(url, response.headers.get("location", ""))
+                    continue
+                if response.status_code != 200:
+                    raise InvalidRequest(f"'{param}': fetching the image returned HTTP {response.status_code}.",
+                                         param=param, code="fetch_failed")
+                declared = response.headers.get("content-length")
+                if declared and declared.isdigit() and int(declared) > policy.max_bytes:
+                    raise InvalidRequest(f"'{param}' is larger than {policy.max_bytes} bytes.", param=param,
+                                         code="image_too_large")
+                chunks, size = [], 0
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > policy.max_bytes:
+                        raise InvalidRequest(f"'{param}' is larger than {policy.max_bytes} bytes.", param=param,
+                                             code="image_too_large")
+                    chunks.append(chunk)
+                return b"".join(chunks)
+    raise InvalidRequest(f"'{param}': too many redirects.", param=param, code="fetch_failed")
+
+
+def _read_local(path: str, policy: MediaPolicy, param: str) -> bytes:
+    if not policy.allowed_local_path:
+        raise InvalidRequest(f"'{param}': local file paths are not allowed on this server.", param=param,
+                             code="forbidden_path")
+    root = os.path.realpath(policy.allowed_local_path)
+    real = os.path.realpath(path)
+    if os.path.commonpath([root, real]) != root or not os.path.isfile(real):
+        raise InvalidRequest(f"'{param}': no such file under the allowed media folder.", param=param,
+                             code="forbidden_path")
+    if os.path.getsize(real) > policy.max_bytes:
+        raise InvalidRequest(f"'{param}' is larger than {policy.max_bytes} bytes.", param=param,
+                             code="image_too_large")
+    with open(real, "rb") as f:
+        return f.read()
+
+
+async def load_image_bytes(reference: str, policy: MediaPolicy, *, param: str) -> bytes:
+    """Resolve one image reference to its bytes, or raise a 400 naming `param`."""
+    reference = reference.strip()
+    match = _DATA_URI.match(reference)
+    if match:
+        if not match.group("b64"):
+            raise InvalidRequest(f"'{param}': only base64 data URIs are supported.", param=param,
+                                 code="invalid_data_uri")
+        return _b64decode(reference[match.end():], max_bytes=policy.max_bytes, param=param)
+    if reference.lower().startswith(("http://", "https://")):
+        try:
+            return await asyncio.wait_for(_fetch(reference, policy, param), policy.fetch_timeout)
+        except (asyncio.TimeoutError, httpx.TimeoutException):
+            raise InvalidRequest(f"'{param}': fetching the image timed out.", param=param,
+                                 code="fetch_timeout") from None
+        except httpx.HTTPError:
+            raise InvalidRequest(f"'{param}': the image could not be fetched.", param=param,
+                                 code="fetch_failed") from None
+    if len(reference) > 100 and _BASE64_CHARS.match(reference):
+        return _b64decode(reference, max_bytes=policy.max_bytes, param=param)
+    return await asyncio.to_thread(_read_local, reference, policy, param)

@@ -1,0 +1,100 @@
+"""What a loaded pipeline can do, read from the pipeline itself (its call signature and components)."""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+
+from ..types import Task
+
+__all__ = ["ModelCapabilities", "capabilities_of"]
+
+# Pipelines whose `image` input is required (they cannot generate from text alone).
+_IMAGE_REQUIRED_MARKERS = ("Edit", "Img2Img", "Inpaint", "ImageToVideo", "I2V", "Variation")
+# How many input images a pipeline takes as a list; others take one.
+_MULTI_IMAGE_LIMITS = {
+    "QwenImageEditPlusPipeline": 3,
+    "Flux2KleinPipeline": 4,
+    "Flux2Pipeline": 10,
+}
+# Keywords the server sets itself; never taken from clients as pipeline extras.
+_RESERVED = {
+    "self", "prompt", "image", "height", "width", "num_inference_steps", "generator", "output_type",
+    "return_dict", "callback_on_step_end", "callback_on_step_end_tensor_inputs", "num_images_per_prompt",
+    "num_videos_per_prompt", "latents", "prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds",
+    "negative_pooled_prompt_embeds", "prompt_embeds_mask", "negative_prompt_embeds_mask", "image_embeds",
+    "ip_adapter_image", "ip_adapter_image_embeds", "negative_ip_adapter_image", "negative_ip_adapter_image_embeds",
+    "joint_attention_kwargs", "attention_kwargs", "cross_attention_kwargs", "last_image", "mask_image",
+}
+
+
+@dataclass(frozen=True)
+class ModelCapabilities:
+    pipeline_class: str
+    tasks: frozenset[Task]
+    max_input_images: int
+    call_parameters: frozenset[str]
+    size_multiple: int
+    frame_multiple: int | None = None
+    default_num_frames: int | None = None
+    default_steps: int = 50
+    batch_keyword: str = "num_images_per_prompt"
+    extra_parameters: frozenset[str] = field(default_factory=frozenset)
+
+    def accepts(self, parameter: str) -> bool:
+        return parameter in self.call_parameters
+
+    def to_dict(self) -> dict:
+        return {
+            "pipeline": self.pipeline_class,
+            "tasks": sorted(t.value for t in self.tasks),
+            "max_input_images": self.max_input_images,
+            "parameters": sorted(self.call_parameters - _RESERVED),
+            "size_multiple": self.size_multiple,
+            "frame_multiple": self.frame_multiple,
+        }
+
+
+def _size_multiple(pipe) -> int:
+    if hasattr(pipe, "vae_scale_factor_spatial"):  # Wan and other video DiTs: VAE stride x patch size
+        patch = getattr(getattr(pipe, "transformer", None), "config", None)
+        patch_size = getattr(patch, "patch_size", None) or (1, 2, 2)
+        return int(pipe.vae_scale_factor_spatial) * int(patch_size[-1])
+    factor = int(getattr(pipe, "vae_scale_factor", 8))
+    return factor * 2  # latents are packed into 2x2 patches (Flux, Qwen-Image, SD3, ...)
+
+
+def capabilities_of(pipe) -> ModelCapabilities:
+    cls = type(pipe)
+    params = inspect.signature(cls.__call__).parameters
+    names = frozenset(params)
+    name = cls.__name__
+    is_video = "num_frames" in names
+    takes_image = "image" in names
+    image_required = takes_image and any(m in name for m in _IMAGE_REQUIRED_MARKERS)
+    tasks: set[Task] = set()
+    if is_video:
+        if takes_image:
+            tasks.add(Task.IMAGE_TO_VIDEO)
+        if not image_required:
+            tasks.add(Task.TEXT_TO_VIDEO)
+    else:
+        if takes_image:
+            tasks.add(Task.IMAGE_EDIT)
+        if not image_required:
+            tasks.add(Task.TEXT_TO_IMAGE)
+    default_frames = params["num_frames"].default if is_video else None
+    frame_multiple = int(getattr(pipe, "vae_scale_factor_temporal", 4)) if is_video else None
+    steps_default = params["num_inference_steps"].default if "num_inference_steps" in params else 50
+    return ModelCapabilities(
+        pipeline_class=name,
+        tasks=frozenset(tasks),
+        max_input_images=_MULTI_IMAGE_LIMITS.get(name, 1) if takes_image else 0,
+        call_parameters=names,
+        size_multiple=_size_multiple(pipe),
+        frame_multiple=frame_multiple,
+        default_num_frames=default_frames if isinstance(default_frames, int) else None,
+        default_steps=steps_default if isinstance(steps_default, int) else 50,
+        batch_keyword="num_videos_per_prompt" if "num_videos_per_prompt" in names else "num_images_per_prompt",
+        extra_parameters=names - _RESERVED,
+    )

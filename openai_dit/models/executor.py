@@ -1,0 +1,129 @@
+"""The synchronous side: one pipeline call for a request, with progress, cancellation and uint8 outputs."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import RequestCancelled
+from ..types import GenerationRequest, GenerationResult
+from .loader import LoadedModel
+
+__all__ = ["PipelineExecutor", "to_uint8"]
+
+logger = logging.getLogger("openai_dit.executor")
+
+ProgressCallback = Callable[[int, int], None]
+
+
+def to_uint8(output: Any) -> np.ndarray:
+    """Normalise a pipeline's `.images` / `.frames` (np, torch or PIL; floats in [0, 1]) to a uint8 array."""
+    if isinstance(output, list) and output and hasattr(output[0], "size") and hasattr(output[0], "mode"):
+        return np.stack([np.asarray(img.convert("RGB")) for img in output])
+    if isinstance(output, torch.Tensor):
+        output = output.detach().float().cpu().numpy()
+    array = np.asarray(output)
+    if array.dtype == np.uint8:
+        return array
+    return (np.clip(array, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+
+
+class PipelineExecutor:
+    """Runs pipeline calls. One call at a time: only the runner's generation thread calls `run`."""
+
+    def __init__(self, model: LoadedModel) -> None:
+        self.model = model
+        self.capabilities = model.capabilities
+        self._warm_shapes: set[tuple] = set()
+
+    def describe(self) -> dict[str, Any]:
+        settings = self.model.cache.settings
+        return {"device": self.model.device, "dtype": str(self.model.dtype).removeprefix("torch."),
+                "cache": dict(settings.__dict__) if settings else None, "compile": self.model.compile}
+
+    def _kwargs(self, request: GenerationRequest) -> dict[str, Any]:
+        caps = self.model.capabilities
+        generator_device = "cpu" if self.model.device == "cpu" else self.model.device
+        kwargs: dict[str, Any] = {
+            "prompt": request.prompt,
+            "width": request.width,
+            "height": request.height,
+            "num_inference_steps": request.num_inference_steps,
+            caps.batch_keyword: request.num_outputs,
+            "generator": [torch.Generator(generator_device).manual_seed(s) for s in request.seeds],
+            "output_type": "np",
+        }
+        optional = {
+            "negative_prompt": request.negative_prompt,
+            "guidance_scale": request.guidance_scale,
+            "true_cfg_scale": request.true_cfg_scale,
+            "sigmas": request.sigmas,
+            "num_frames": request.num_frames,
+        }
+        kwargs.update({k: v for k, v in optional.items() if v is not None and caps.accepts(k)})
+        if request.images:
+            many = caps.max_input_images > 1
+            kwargs["image"] = list(request.images) if many else request.images[0]
+        kwargs.update(request.extra)
+        return kwargs
+
+    def _warm_up(self, request: GenerationRequest, kwargs: dict[str, Any]) -> None:
+        """With --compile, the first request of each new shape runs a 1-step call to compile for it."""
+        shape = (request.task, request.width, request.height, request.num_frames, request.num_outputs,
+                 len(request.images))
+        if not self.model.compile or shape in self._warm_shapes:
+            return
+        logger.info("compile warm-up for shape %s", shape)
+        started = time.perf_counter()
+        self.model.pipe(**{**kwargs, "num_inference_steps": 1, "callback_on_step_end": None,
+                           "generator": None})  # fresh RNG: the request's generators stay unused
+        self._warm_shapes.add(shape)
+        logger.info("warm-up done in %.1fs", time.perf_counter() - started)
+
+    def run(self, request: GenerationRequest, cancelled: threading.Event,
+            on_progress: ProgressCallback | None = None) -> GenerationResult:
+        if cancelled.is_set():
+            raise RequestCancelled()
+        pipe = self.model.pipe
+        kwargs = self._kwargs(request)
+        total = request.num_inference_steps
+
+        def on_step_end(pipeline, step: int, timestep, callback_kwargs: dict) -> dict:
+            if on_progress is not None:
+                on_progress(step + 1, total)
+            if cancelled.is_set():
+                pipeline._interrupt = True
+            return callback_kwargs
+
+        if self.model.capabilities.accepts("callback_on_step_end"):
+            kwargs["callback_on_step_end"] = on_step_end
+        self._warm_up(request, kwargs)
+        self.model.cache.prepare(request.num_inference_steps)
+        started = time.time()
+        with torch.inference_mode():
+            output = pipe(**kwargs)
+        finished = time.time()
+        if cancelled.is_set():
+            raise RequestCancelled()
+        cache_stats = self.model.cache.stats(total)
+        if request.task.is_video:
+            videos = to_uint8(output.frames)
+            if videos.ndim == 4:  # a single video without the batch axis
+                videos = videos[None]
+            return GenerationResult(seeds=request.seeds, started_at=started, finished_at=finished, videos=videos,
+                                    cache=cache_stats)
+        images = to_uint8(output.images)
+        if images.ndim == 3:
+            images = images[None]
+        return GenerationResult(seeds=request.seeds, started_at=started, finished_at=finished, images=images,
+                                cache=cache_stats)
+
+    def flush(self) -> None:
+        self.model.cache.flush()
+

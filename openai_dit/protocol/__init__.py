@@ -1,0 +1,1 @@
+"""Wire formats of each API as msgspec Structs. No torch here."""

@@ -1,0 +1,68 @@
+"""The native API of the old cache-dit server (`POST /generate` and friends), field for field."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+__all__ = ["FlushCacheResponse", "GenerateRequest", "GenerateResponse", "ModelInfoResponse"]
+
+MAX_IMAGE_URLS = 16
+
+
+class GenerateRequest(msgspec.Struct, kw_only=True):
+    """Request body of `POST /generate`. Unknown fields are ignored, as the old server did."""
+
+    prompt: Annotated[str, Meta(min_length=1, max_length=100_000, description="What to generate.")]
+    negative_prompt: Annotated[str, Meta(max_length=100_000)] = ""
+    width: Annotated[int, Meta(ge=64, le=4096)] = 1024
+    height: Annotated[int, Meta(ge=64, le=4096)] = 1024
+    num_inference_steps: Annotated[int, Meta(ge=1, le=200)] = 50
+    guidance_scale: Annotated[float, Meta(ge=0, le=20)] = 7.5
+    true_cfg_scale: Annotated[float, Meta(ge=0, le=20)] | None = None
+    sigmas: Annotated[list[float], Meta(max_length=1000)] | None = None
+    seed: Annotated[int, Meta(ge=-(2**63), le=2**63 - 1,
+                              description="Seed of the first image; image i uses seed + i. Absent or negative: "
+                              "random (reported back in `seeds`).")] | None = None
+    num_images: Annotated[int, Meta(ge=1, le=4)] = 1
+    image_urls: Annotated[list[str], Meta(max_length=MAX_IMAGE_URLS,
+                                          description="data: URIs, raw base64, http(s) URLs, or local paths "
+                                          "under the server's --allowed-local-media-path.")] | None = None
+    num_frames: Annotated[int, Meta(ge=1, le=200)] | None = None
+    fps: Annotated[int, Meta(ge=1, le=60)] = 16
+    include_stats: bool = False
+    output_format: Literal["base64", "path"] = "base64"
+    output_dir: Annotated[str, Meta(max_length=255, description="Subfolder of the server's --output-dir.")] | None = None
+
+
+class GenerateResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
+    images: list[str] | None = None
+    video: str | None = None
+    stats: dict | None = None
+    time_cost: float = 0.0
+    inference_start_time: str | None = None
+    inference_end_time: str | None = None
+    seeds: list[int] | None = None
+
+
+class ModelInfoResponse(msgspec.Struct, kw_only=True):
+    model_path: str
+    device: str | None
+    torch_dtype: str | None
+    enable_cache: bool
+    is_loaded: bool
+    tasks: list[str] = msgspec.field(default_factory=list)
+    max_input_images: int = 0
+    size_multiple: int | None = None
+    frame_multiple: int | None = None
+    parameters: list[str] = msgspec.field(default_factory=list)
+    cache: dict | None = None
+    compile: bool = False
+    parallel_type: str | None = None
+    queued_requests: int = 0
+
+
+class FlushCacheResponse(msgspec.Struct):
+    message: str

@@ -1,0 +1,216 @@
+"""The runner: the one place where the async HTTP side meets the synchronous torch side.
+
+HTTP handlers `await runner.submit(request)`. A bounded admission queue feeds one generation thread, which owns
+the engine (the pipeline). Cancelling the awaiting coroutine (client gone) drops a queued job or stops a running
+one at the next denoising step. Control work (cache flushes) runs on the same thread, between calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, InvalidStateError
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..errors import ModelNotReady, QueueFull, RequestCancelled
+from ..models.capabilities import ModelCapabilities
+from ..types import GenerationRequest, GenerationResult, Progress
+
+__all__ = ["Engine", "Runner"]
+
+logger = logging.getLogger("openai_dit.runner")
+
+
+class Engine(Protocol):
+    """What the runner drives: the pipeline executor, or a fake in tests."""
+
+    def run(self, request: GenerationRequest, cancelled: threading.Event,
+            on_progress: Callable[[int, int], None] | None = None) -> GenerationResult: ...
+
+    def flush(self) -> None: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+    @property
+    def capabilities(self) -> ModelCapabilities: ...
+
+
+# Called on the generation thread: a listener must be thread-safe (e.g. use loop.call_soon_threadsafe).
+ProgressListener = Callable[[Progress], None]
+
+
+@dataclass
+class _Job:
+    request: GenerationRequest
+    future: Future
+    on_progress: ProgressListener | None = None
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    enqueued_at: float = field(default_factory=time.monotonic)
+
+
+def _settle(future: Future, result: Any = None, error: BaseException | None = None) -> None:
+    """Deliver to a future whose waiter may have been cancelled meanwhile (then nobody is listening)."""
+    try:
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+    except InvalidStateError:
+        pass
+
+
+class Runner:
+    """Admission queue + generation thread around one Engine."""
+
+    def __init__(self, engine_factory: Callable[[], Engine], *, max_queued: int = 64,
+                 on_fatal: Callable[[BaseException], None] | None = None) -> None:
+        self._engine_factory = engine_factory
+        self._max_queued = max_queued
+        self._on_fatal = on_fatal
+        self._engine: Engine | None = None
+        self._load_error: BaseException | None = None
+        self._pending: deque[_Job] = deque()
+        self._control: deque[tuple[Callable[[Engine], Any], Future]] = deque()
+        self._cv = threading.Condition()
+        self._running: _Job | None = None
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._recent_seconds = 1.0  # moving average of one call, for Retry-After
+        self.completed = 0
+
+    # --- lifecycle -------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._main, name="openai-dit-generation", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        with self._cv:
+            self._stopping = True
+            for job in self._pending:
+                job.cancelled.set()
+                _settle(job.future, error=ModelNotReady("The server is shutting down."))
+            self._pending.clear()
+            if self._running is not None:
+                self._running.cancelled.set()
+            self._cv.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def ready(self) -> bool:
+        return self._engine is not None and not self._stopping
+
+    @property
+    def engine(self) -> Engine | None:
+        return self._engine
+
+    @property
+    def queued(self) -> int:
+        return len(self._pending)
+
+    @property
+    def busy(self) -> bool:
+        return self._running is not None
+
+    # --- the async side --------------------------------------------------------------------------------------
+    async def submit(self, request: GenerationRequest,
+                     on_progress: ProgressListener | None = None) -> GenerationResult:
+        """Queue a request and wait for its result. Raises QueueFull at once when the queue is full."""
+        if not self.ready:
+            raise ModelNotReady()
+        job = _Job(request=request, future=Future(), on_progress=on_progress)
+        with self._cv:
+            if len(self._pending) >= self._max_queued:
+                wait = self._recent_seconds * (len(self._pending) + 1)
+                raise QueueFull(retry_after_s=max(1, math.ceil(wait)))
+            self._pending.append(job)
+            self._cv.notify()
+        try:
+            return await asyncio.wrap_future(job.future)
+        except asyncio.CancelledError:
+            self._cancel(job)
+            raise
+
+    async def call(self, fn: Callable[[Engine], Any]) -> Any:
+        """Run `fn(engine)` on the generation thread between pipeline calls (e.g. a cache flush)."""
+        if not self.ready:
+            raise ModelNotReady()
+        future: Future = Future()
+        with self._cv:
+            self._control.append((fn, future))
+            self._cv.notify()
+        return await asyncio.wrap_future(future)
+
+    def _cancel(self, job: _Job) -> None:
+        job.cancelled.set()
+        with self._cv:
+            try:
+                self._pending.remove(job)
+                logger.info("request %s dropped from the queue: client gone", job.request.request_id)
+            except ValueError:
+                pass  # already running: the engine stops it at the next step
+
+    # --- the generation thread -------------------------------------------------------------------------------
+    def _main(self) -> None:
+        try:
+            self._engine = self._engine_factory()
+        except BaseException as exc:  # noqa: BLE001 - any load failure ends the server
+            self._load_error = exc
+            logger.error("model failed to load: %s", exc)
+            if self._on_fatal is not None:
+                self._on_fatal(exc)
+            return
+        logger.info("model ready")
+        while True:
+            with self._cv:
+                while not self._pending and not self._control and not self._stopping:
+                    self._cv.wait()
+                if self._stopping:
+                    return
+                if self._control:
+                    fn, future = self._control.popleft()
+                    job = None
+                else:
+                    job = self._pending.popleft()
+                    self._running = job
+            if job is None:
+                self._run_control(fn, future)
+            else:
+                self._run_job(job)
+                with self._cv:
+                    self._running = None
+
+    def _run_control(self, fn: Callable[[Engine], Any], future: Future) -> None:
+        try:
+            _settle(future, fn(self._engine))
+        except BaseException as exc:  # noqa: BLE001 - delivered to the awaiting handler
+            _settle(future, error=exc)
+
+    def _run_job(self, job: _Job) -> None:
+        if job.cancelled.is_set():
+            _settle(job.future, error=RequestCancelled())
+            return
+        listener = job.on_progress
+
+        def on_progress(step: int, total: int) -> None:
+            if listener is not None:
+                listener(Progress(step=step, total_steps=total))
+
+        started = time.monotonic()
+        try:
+            result = self._engine.run(job.request, job.cancelled, on_progress)
+        except BaseException as exc:  # noqa: BLE001 - delivered to the awaiting handler
+            if not isinstance(exc, RequestCancelled):
+                logger.exception("request %s failed", job.request.request_id)
+            _settle(job.future, error=exc)
+            return
+        elapsed = time.monotonic() - started
+        self._recent_seconds = 0.8 * self._recent_seconds + 0.2 * elapsed
+        self.completed += 1
+        _settle(job.future, result)

@@ -1,0 +1,95 @@
+"""create_app(config, runner): the Litestar application."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar, Request, Response
+from litestar.datastructures import State
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.types import ASGIApp, Receive, Scope, Send
+
+from .. import __version__
+from ..config import ServerConfig
+from ..errors import RequestCancelled, error_response
+from ..media import MediaPolicy
+from ..runner import Runner
+from ..serving.native import NativeService
+from .native import NativeController
+
+__all__ = ["create_app"]
+
+logger = logging.getLogger("openai_dit.server")
+
+_REQUEST_ID_HEADER = "x-request-id"
+
+
+def _handle_exception(request: Request, exc: Exception) -> Response:
+    """The only exception handler: every error leaves in the OpenAI shape."""
+    if isinstance(exc, RequestCancelled):
+        return Response(content=None, status_code=499)
+    mapped = error_response(exc)
+    headers = dict(mapped.headers)
+    request_id = request.scope.get("state", {}).get("request_id")
+    if request_id:
+        headers[_REQUEST_ID_HEADER] = request_id
+    return Response(content=mapped.body, status_code=mapped.status_code, headers=headers,
+                    media_type="application/json")
+
+
+def _request_id_middleware(app: ASGIApp) -> ASGIApp:
+    """Give every HTTP request an id (`request.state.request_id`) and echo it in `x-request-id`."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        request_id = uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                if not any(k.lower() == b"x-request-id" for k, _ in headers):
+                    headers.append((b"x-request-id", request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await app(scope, receive, send_with_id)
+
+    return middleware
+
+
+def create_app(config: ServerConfig, runner: Runner) -> Litestar:
+    """The app serving `runner`. The lifespan starts the runner (which loads the model) and stops it."""
+    policy = MediaPolicy(
+        max_bytes=int(config.max_image_bytes_mb * 1024 * 1024),
+        fetch_timeout=config.fetch_timeout,
+        allow_private_urls=config.allow_private_urls,
+        allowed_local_path=config.allowed_local_media_path,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        runner.start()
+        try:
+            yield
+        finally:
+            runner.stop(timeout=30)
+
+    return Litestar(
+        route_handlers=[NativeController],
+        exception_handlers={Exception: _handle_exception},
+        middleware=[_request_id_middleware],
+        lifespan=[lifespan],
+        state=State({"runner": runner, "config": config, "native": NativeService(runner, config, policy)}),
+        request_max_body_size=int(config.max_request_body_mb * 1024 * 1024),
+        openapi_config=OpenAPIConfig(title="openai-dit", version=__version__, path="/docs",
+                                     render_plugins=[SwaggerRenderPlugin(path="/")]),
+        logging_config=None,
+        debug=False,
+    )

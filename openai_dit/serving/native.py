@@ -1,0 +1,118 @@
+"""Handling of the native API (`/generate`, `/get_model_info`, `/flush_cache`)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+from ..adapters import native as adapter
+from ..config import ServerConfig
+from ..errors import InvalidRequest, ModelNotReady
+from ..media import MediaPolicy, decode_image, encode_image, encode_video, load_image_bytes, to_base64
+from ..protocol.native import FlushCacheResponse, GenerateRequest, GenerateResponse, ModelInfoResponse
+from ..runner import Runner
+from ..types import GenerationResult
+
+__all__ = ["NativeService", "load_images"]
+
+_SUBDIR = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}(/[A-Za-z0-9][A-Za-z0-9._-]{0,127}){0,3}$")
+
+
+async def load_images(references: list[str], policy: MediaPolicy, max_pixels: int, param: str) -> list:
+    """Fetch and decode every reference concurrently; the first bad one is a 400 naming it."""
+    async def one(index: int, reference: str):
+        name = f"{param}[{index}]"
+        data = await load_image_bytes(reference, policy, param=name)
+        return await asyncio.to_thread(decode_image, data, max_pixels=max_pixels, param=name)
+
+    return list(await asyncio.gather(*(one(i, r) for i, r in enumerate(references))))
+
+
+class NativeService:
+    def __init__(self, runner: Runner, config: ServerConfig, policy: MediaPolicy) -> None:
+        self.runner = runner
+        self.config = config
+        self.policy = policy
+
+    def _engine(self):
+        engine = self.runner.engine
+        if engine is None or not self.runner.ready:
+            raise ModelNotReady()
+        return engine
+
+    def _output_folder(self, body: GenerateRequest) -> Path:
+        if not self.config.output_dir:
+            raise InvalidRequest("output_format 'path' needs the server to be started with --output-dir.",
+                                 param="output_format")
+        root = Path(self.config.output_dir).resolve()
+        if body.output_dir is None:
+            return root
+        sub = body.output_dir.strip("/")
+        if not _SUBDIR.match(sub) or ".." in sub.split("/"):
+            raise InvalidRequest("output_dir must be a relative subfolder name (letters, digits, '.', '_', '-') "
+                                 "inside the server's output folder.", param="output_dir")
+        return root / sub
+
+    async def generate(self, body: GenerateRequest, request_id: str) -> GenerateResponse:
+        engine = self._engine()
+        caps = engine.capabilities
+        task = adapter.check_request(body, caps, self.config.model_name)
+        folder = self._output_folder(body) if body.output_format == "path" else None
+        images = []
+        if body.image_urls:
+            images = await load_images(body.image_urls, self.policy, self.config.max_image_pixels, "image_urls")
+        request = adapter.to_generation_request(body, task, caps, images, request_id=request_id)
+        result = await self.runner.submit(request)
+        encoded_images, video = await asyncio.to_thread(self._encode, result, body, folder, request_id)
+        return adapter.to_response(result, images=encoded_images, video=video, include_stats=body.include_stats)
+
+    def _encode(self, result: GenerationResult, body: GenerateRequest, folder: Path | None,
+                request_id: str) -> tuple[list[str] | None, str | None]:
+        """Runs on a worker thread, so the generation thread is already on the next request."""
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+        if result.videos is not None:
+            data = encode_video(result.videos[0], body.fps)
+            if folder is None:
+                return None, to_base64(data)
+            path = folder / f"{request_id}.mp4"
+            path.write_bytes(data)
+            return None, str(path)
+        outputs = []
+        for index, pixels in enumerate(result.images):
+            data = encode_image(pixels, "png", png_compress_level=self.config.png_compress_level)
+            if folder is None:
+                outputs.append(to_base64(data))
+            else:
+                path = folder / f"{request_id}-{index}.png"
+                path.write_bytes(data)
+                outputs.append(str(path))
+        return outputs, None
+
+    def model_info(self) -> ModelInfoResponse:
+        engine = self.runner.engine
+        loaded = engine is not None
+        described = engine.describe() if loaded else {}
+        caps = engine.capabilities.to_dict() if loaded else {}
+        return ModelInfoResponse(
+            model_path=self.config.model_path,
+            device=described.get("device"),
+            torch_dtype=described.get("dtype"),
+            enable_cache=self.config.cache,
+            is_loaded=loaded and self.runner.ready,
+            tasks=caps.get("tasks", []),
+            max_input_images=caps.get("max_input_images", 0),
+            size_multiple=caps.get("size_multiple"),
+            frame_multiple=caps.get("frame_multiple"),
+            parameters=caps.get("parameters", []),
+            cache=described.get("cache"),
+            compile=self.config.compile,
+            parallel_type=self.config.parallel_type,
+            queued_requests=self.runner.queued,
+        )
+
+    async def flush_cache(self) -> FlushCacheResponse:
+        self._engine()
+        await self.runner.call(lambda engine: engine.flush())
+        return FlushCacheResponse(message="Cache flushed successfully")

@@ -1,0 +1,86 @@
+"""The internal request, result and progress types: all the runner ever sees. No torch here."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+    from PIL.Image import Image
+
+__all__ = ["CacheStats", "GenerationRequest", "GenerationResult", "Progress", "Task"]
+
+
+class Task(str, enum.Enum):
+    TEXT_TO_IMAGE = "text-to-image"
+    IMAGE_EDIT = "image-edit"
+    TEXT_TO_VIDEO = "text-to-video"
+    IMAGE_TO_VIDEO = "image-to-video"
+
+    @property
+    def is_video(self) -> bool:
+        return self in (Task.TEXT_TO_VIDEO, Task.IMAGE_TO_VIDEO)
+
+
+@dataclass
+class GenerationRequest:
+    """One validated request: everything the pipeline call needs, nothing about the wire format."""
+
+    task: Task
+    prompt: str
+    width: int
+    height: int
+    num_inference_steps: int
+    seed: int
+    num_outputs: int = 1
+    negative_prompt: str | None = None
+    guidance_scale: float | None = None
+    true_cfg_scale: float | None = None
+    sigmas: list[float] | None = None
+    num_frames: int | None = None
+    images: list[Image] = field(default_factory=list)
+    # Other pipeline keywords the model declared (validated by the adapter).
+    extra: dict[str, Any] = field(default_factory=dict)
+    request_id: str = ""
+
+    @property
+    def seeds(self) -> list[int]:
+        """One seed per output: seed, seed+1, ... so output i is reproducible on its own."""
+        return [(self.seed + i) % 2**63 for i in range(self.num_outputs)]
+
+
+@dataclass
+class CacheStats:
+    enabled: bool
+    cached_steps: int = 0
+    total_steps: int = 0
+    cached_step_indices: list[int] = field(default_factory=list)
+    options: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"cache_enabled": self.enabled, "cached_steps": self.cached_steps, "total_steps": self.total_steps,
+                "cached_step_indices": self.cached_step_indices, "cache_options": self.options}
+
+
+@dataclass
+class GenerationResult:
+    """Outputs normalised to uint8: `images` (N, H, W, 3) or `videos` (N, T, H, W, 3)."""
+
+    seeds: list[int]
+    started_at: float
+    finished_at: float
+    images: np.ndarray | None = None
+    videos: np.ndarray | None = None
+    cache: CacheStats | None = None
+
+    @property
+    def inference_seconds(self) -> float:
+        return self.finished_at - self.started_at
+
+
+@dataclass
+class Progress:
+    step: int
+    total_steps: int
