@@ -14,7 +14,7 @@ import ipaddress
 import os
 import re
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -35,6 +35,8 @@ class MediaPolicy:
     fetch_timeout: float = 15.0
     allow_private_urls: bool = False
     allowed_local_path: str | None = None
+    # Tests pass a fake transport (httpx.MockTransport); None means the network.
+    transport: httpx.AsyncBaseTransport | None = field(default=None, compare=False)
 
 
 def _b64decode(text: str, *, max_bytes: int, param: str) -> bytes:
@@ -76,7 +78,8 @@ async def _check_host(url: str, policy: MediaPolicy, param: str) -> None:
 
 
 async def _fetch(url: str, policy: MediaPolicy, param: str) -> bytes:
-    async with httpx.AsyncClient(follow_redirects=False, timeout=policy.fetch_timeout, trust_env=False) as client:
+    async with httpx.AsyncClient(follow_redirects=False, timeout=policy.fetch_timeout, trust_env=False,
+                                 transport=policy.transport) as client:
         for _ in range(_MAX_REDIRECTS + 1):
             await _check_host(url, policy, param)
             async with client.stream("GET", url, headers={"Accept": "image/*"}) as response:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
+from litestar.params import JSONBody
 
 from ..protocol.native import FlushCacheResponse, GenerateRequest, GenerateResponse, ModelInfoResponse
 from .disconnect import cancel_on_disconnect
@@ -25,7 +26,7 @@ class NativeController(Controller):
         return state.native.model_info()
 
     @post("/generate", status_code=200, summary="Generate images or a video (the old cache-dit contract)")
-    async def generate(self, data: GenerateRequest, request: Request, state: State) -> GenerateResponse:
+    async def generate(self, data: JSONBody[GenerateRequest], request: Request, state: State) -> GenerateResponse:
         return await cancel_on_disconnect(request, state.native.generate(data, request.state.request_id))
 
     @post("/flush_cache", status_code=200, summary="Release cache-dit's cached state (on every rank)")

@@ -48,7 +48,7 @@ class NativeService:
         root = Path(self.config.output_dir).resolve()
         if body.output_dir is None:
             return root
-        sub = body.output_dir.strip("/")
+        sub = body.output_dir.rstrip("/")
         if not _SUBDIR.match(sub) or ".." in sub.split("/"):
             raise InvalidRequest("output_dir must be a relative subfolder name (letters, digits, '.', '_', '-') "
                                  "inside the server's output folder.", param="output_dir")

@@ -1,0 +1,101 @@
+"""A fake engine (the runner's stand-in for a pipeline) and helpers, so most tests need no model."""
+
+from __future__ import annotations
+
+import base64
+import io
+import threading
+import time
+from contextlib import contextmanager
+
+import numpy as np
+from PIL import Image
+
+from openai_dit.config import ServerConfig
+from openai_dit.errors import RequestCancelled
+from openai_dit.models.capabilities import ModelCapabilities
+from openai_dit.runner import Runner
+from openai_dit.types import GenerationRequest, GenerationResult, Task
+
+TEXT_TO_IMAGE = ModelCapabilities(
+    pipeline_class="FakeImagePipeline", tasks=frozenset({Task.TEXT_TO_IMAGE, Task.IMAGE_EDIT}), max_input_images=2,
+    call_parameters=frozenset({"prompt", "image", "negative_prompt", "guidance_scale", "sigmas", "num_inference_steps",
+                               "callback_on_step_end"}), size_multiple=16)
+TEXT_ONLY = ModelCapabilities(
+    pipeline_class="FakeTextOnlyPipeline", tasks=frozenset({Task.TEXT_TO_IMAGE}), max_input_images=0,
+    call_parameters=frozenset({"prompt", "guidance_scale"}), size_multiple=16)
+VIDEO = ModelCapabilities(
+    pipeline_class="FakeVideoPipeline", tasks=frozenset({Task.TEXT_TO_VIDEO, Task.IMAGE_TO_VIDEO}), max_input_images=1,
+    call_parameters=frozenset({"prompt", "image", "num_frames", "negative_prompt"}), size_multiple=16,
+    frame_multiple=4, default_num_frames=9, batch_keyword="num_videos_per_prompt")
+
+
+class FakeEngine:
+    """Deterministic outputs from the seed; optional per-step delay and a gate to hold a call mid-way."""
+
+    def __init__(self, capabilities: ModelCapabilities = TEXT_TO_IMAGE, *, step_delay: float = 0.0) -> None:
+        self.capabilities = capabilities
+        self.step_delay = step_delay
+        self.gate: threading.Event | None = None
+        self.started = threading.Event()
+        self.calls: list[GenerationRequest] = []
+        self.cancelled_calls = 0
+        self.flushes = 0
+
+    def run(self, request, cancelled, on_progress=None) -> GenerationResult:
+        self.calls.append(request)
+        self.started.set()
+        began = time.time()
+        for step in range(request.num_inference_steps):
+            if self.gate is not None:
+                self.gate.wait(10)
+            if cancelled.is_set():
+                self.cancelled_calls += 1
+                raise RequestCancelled()
+            if on_progress:
+                on_progress(step + 1, request.num_inference_steps)
+            time.sleep(self.step_delay)
+        outputs = [np.random.default_rng(seed).integers(0, 256, size=(request.height, request.width, 3),
+                                                         dtype=np.uint8) for seed in request.seeds]
+        if request.task.is_video:
+            frames = np.stack([np.stack([o] * request.num_frames) for o in outputs])
+            return GenerationResult(seeds=request.seeds, started_at=began, finished_at=time.time(), videos=frames)
+        return GenerationResult(seeds=request.seeds, started_at=began, finished_at=time.time(),
+                                images=np.stack(outputs))
+
+    def flush(self) -> None:
+        self.flushes += 1
+
+    def describe(self) -> dict:
+        return {"device": "fake", "dtype": "float32", "cache": None, "compile": False}
+
+
+@contextmanager
+def serving(engine: FakeEngine, **config_overrides):
+    """A TestClient on the real app, with the fake engine behind a real Runner."""
+    from litestar.testing import TestClient
+
+    from openai_dit.server import create_app
+
+    config = ServerConfig(model_path="fake-model", **config_overrides)
+    runner = Runner(lambda: engine, max_queued=config.max_queued_requests)
+    with TestClient(create_app(config, runner)) as client:
+        deadline = time.monotonic() + 5
+        while not runner.ready and time.monotonic() < deadline:
+            time.sleep(0.01)
+        client.runner = runner
+        yield client
+
+
+def png_bytes(width: int = 32, height: int = 32, color=(200, 30, 30), mode: str = "RGB") -> bytes:
+    buffer = io.BytesIO()
+    Image.new(mode, (width, height), color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def data_uri(data: bytes, mime: str = "image/png") -> str:
+    return f"data:{mime};base64," + base64.b64encode(data).decode()
+
+
+def decode_png(b64: str) -> Image.Image:
+    return Image.open(io.BytesIO(base64.b64decode(b64)))

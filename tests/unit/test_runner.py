@@ -1,0 +1,158 @@
+"""The runner: queueing, cancellation (queued and running), failures, control calls, and client disconnects
+over a real uvicorn server."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+
+import httpx
+import pytest
+import uvicorn
+from fakes import FakeEngine
+
+from openai_dit.config import ServerConfig
+from openai_dit.errors import ModelNotReady
+from openai_dit.runner import Runner
+from openai_dit.types import GenerationRequest, Task
+
+
+def make_request(steps: int = 3, seed: int = 1) -> GenerationRequest:
+    return GenerationRequest(task=Task.TEXT_TO_IMAGE, prompt="x", width=16, height=16, num_inference_steps=steps,
+                             seed=seed)
+
+
+def started_runner(engine, **kwargs) -> Runner:
+    runner = Runner(lambda: engine, **kwargs)
+    runner.start()
+    deadline = time.monotonic() + 5
+    while not runner.ready and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return runner
+
+
+def wait_until(predicate, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.01)
+
+
+def test_progress_is_reported_per_step():
+    runner = started_runner(FakeEngine())
+    seen = []
+    result = asyncio.run(runner.submit(make_request(steps=4), on_progress=lambda p: seen.append(p.step)))
+    assert seen == [1, 2, 3, 4]
+    assert result.images.shape == (1, 16, 16, 3)
+    runner.stop()
+
+
+def test_cancelled_waiter_drops_queued_job_and_stops_running_one():
+    engine = FakeEngine()
+    engine.gate = threading.Event()
+    runner = started_runner(engine)
+
+    async def scenario():
+        running = asyncio.ensure_future(runner.submit(make_request(seed=1)))
+        await asyncio.to_thread(engine.started.wait, 5)
+        queued = asyncio.ensure_future(runner.submit(make_request(seed=2)))
+        await asyncio.sleep(0.05)
+        assert runner.queued == 1
+        queued.cancel()
+        await asyncio.sleep(0.05)
+        assert runner.queued == 0  # dropped before it ever ran
+        running.cancel()
+        engine.gate.set()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+
+    asyncio.run(scenario())
+    wait_until(lambda: engine.cancelled_calls == 1)
+    assert [c.seed for c in engine.calls] == [1]
+    runner.stop()
+
+
+def test_engine_failure_fails_only_that_request():
+    class Flaky(FakeEngine):
+        def run(self, request, cancelled, on_progress=None):
+            if request.prompt == "boom":
+                raise ValueError("internal detail /secret/path")
+            return super().run(request, cancelled, on_progress)
+
+    runner = started_runner(Flaky())
+    bad = make_request()
+    bad.prompt = "boom"
+    with pytest.raises(ValueError):
+        asyncio.run(runner.submit(bad))
+    assert asyncio.run(runner.submit(make_request())).images is not None
+    runner.stop()
+
+
+def test_control_calls_run_between_jobs_and_stop_fails_waiters():
+    engine = FakeEngine()
+    runner = started_runner(engine)
+    assert asyncio.run(runner.call(lambda e: e.flush() or "done")) == "done"
+    assert engine.flushes == 1
+    runner.stop()
+    with pytest.raises(ModelNotReady):
+        asyncio.run(runner.submit(make_request()))
+
+
+def test_load_failure_is_fatal():
+    failures = []
+
+    def broken():
+        raise RuntimeError("no weights")
+
+    runner = Runner(broken, on_fatal=failures.append)
+    runner.start()
+    wait_until(lambda: failures)
+    assert not runner.ready
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_client_disconnect_cancels_running_and_queued_work():
+    from openai_dit.server import create_app
+
+    engine = FakeEngine(step_delay=0.05)
+    engine.gate = threading.Event()
+    runner = Runner(lambda: engine)
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(ServerConfig(model_path="fake"), runner), host="127.0.0.1",
+                                           port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: runner.ready, 10)
+        body = {"prompt": "x", "width": 64, "height": 64, "num_inference_steps": 50}
+
+        def post_and_give_up():
+            try:
+                httpx.post(f"http://127.0.0.1:{port}/generate", json=body, timeout=0.5)
+            except httpx.TimeoutException:
+                pass
+
+        first = threading.Thread(target=post_and_give_up)
+        first.start()
+        assert engine.started.wait(5)
+        second = threading.Thread(target=post_and_give_up)
+        second.start()
+        first.join()
+        second.join()
+        # The server noticed both clients leave: the queued job is gone, the running one is flagged.
+        wait_until(lambda: runner.queued == 0 and runner._running is not None and runner._running.cancelled.is_set())
+        engine.gate.set()
+        wait_until(lambda: engine.cancelled_calls == 1 and not runner.busy)
+        assert len(engine.calls) == 1  # the queued request was dropped, never run
+        ok = httpx.post(f"http://127.0.0.1:{port}/generate", json={**body, "num_inference_steps": 1}, timeout=10)
+        assert ok.status_code == 200
+    finally:
+        server.should_exit = True
+        thread.join(10)
