@@ -113,16 +113,16 @@ def _apply_hints(pipe, hints: dict) -> None:
 
 
 def _check_quantize_type(quantize_type: str, device: str) -> None:
-    if importlib.util.find_spec("torchao") is None:
-        raise StartupError("--quantize-type needs torchao: pip install 'openai-dit[quantization]'")
+    if not device.startswith("cuda"):
+        raise StartupError(f"--quantize-type {quantize_type}: cache-dit's torchao quantization runs on CUDA only; "
+                           f"this server runs on {device}.")
     if "float8" in quantize_type or "fp8" in quantize_type:
-        if not device.startswith("cuda"):
-            raise StartupError(f"--quantize-type {quantize_type} needs a CUDA GPU (compute capability 8.9+); "
-                               f"this server runs on {device}.")
         capability = torch.cuda.get_device_capability(torch.device(device))
         if capability < _FLOAT8_MIN_CAPABILITY:
             raise StartupError(f"--quantize-type {quantize_type} needs compute capability 8.9+; this GPU has "
                                f"{capability[0]}.{capability[1]}. Try int8_wo instead.")
+    if importlib.util.find_spec("torchao") is None:
+        raise StartupError("--quantize-type needs torchao: pip install 'openai-dit[quantization]'")
 
 
 def _load_lora(pipe, config: ServerConfig, quantized: bool) -> None:
@@ -161,7 +161,7 @@ def load_model(config: ServerConfig) -> LoadedModel:
     logger.info("loading %s (%s, %s)", config.model_path, device, dtype)
     try:
         pipe = DiffusionPipeline.from_pretrained(source, **kwargs)
-    except (OSError, ValueError, EnvironmentError) as exc:
+    except Exception as exc:  # noqa: BLE001 - any loading failure is a start-up error, logged in full
         raise StartupError(f"could not load model {config.model_path!r}: {exc}") from exc
     pipe.set_progress_bar_config(disable=True)
     _apply_hints(pipe, hints)

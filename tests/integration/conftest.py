@@ -1,0 +1,59 @@
+"""Start the real `openai-dit serve` process on a tiny model and drive it over HTTP."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def running_server(*args: str, ready_timeout: float = 180.0, log_dir: Path | None = None):
+    port = free_port()
+    log = open((log_dir or Path(os.environ.get("TMPDIR", "/tmp"))) / f"openai-dit-{port}.log", "w+")
+    process = subprocess.Popen([sys.executable, "-m", "openai_dit", "serve", "--host", "127.0.0.1", "--port",
+                                str(port), *args], stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + ready_timeout
+        while True:
+            if process.poll() is not None:
+                log.seek(0)
+                raise RuntimeError(f"server exited with {process.returncode}:\n{log.read()[-3000:]}")
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("server did not become healthy in time")
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def server(request, tmp_path_factory):
+    """Module-scoped server; the module sets SERVER_ARGS."""
+    args = getattr(request.module, "SERVER_ARGS")
+    with running_server(*args, log_dir=tmp_path_factory.mktemp("logs")) as url:
+        yield url

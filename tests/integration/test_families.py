@@ -1,0 +1,115 @@
+"""Each built-in tiny family served by the real process, its task exercised over /generate."""
+
+from __future__ import annotations
+
+import base64
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import httpx
+import pytest
+from PIL import Image
+
+from .conftest import running_server
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def png_data_uri(width: int, height: int, color) -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def generate(url: str, **body) -> dict:
+    response = httpx.post(f"{url}/generate", json={"prompt": "a small red boat", "num_inference_steps": 2,
+                                                   "width": 64, "height": 64, **body}, timeout=300)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def frames_of(video_b64: str) -> list:
+    with av.open(io.BytesIO(base64.b64decode(video_b64))) as container:
+        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+
+
+def compat(url: str) -> None:
+    done = subprocess.run([sys.executable, str(ROOT / "compat" / "native_client.py"), "--url", url, "--steps", "2"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_flux_text_to_image_seeded_and_compat(tmp_path):
+    with running_server("--model-path", "tiny:flux", "--cache", "--rdt", "5", "--Fn", "1",
+                        "--max-warmup-steps", "2") as url:
+        first = generate(url, seed=123, num_inference_steps=6, include_stats=True)
+        again = generate(url, seed=123, num_inference_steps=6)
+        assert first["images"] == again["images"]
+        assert first["stats"]["cached_steps"] > 0 and first["stats"]["cache_enabled"] is True
+        info = httpx.get(f"{url}/get_model_info").json()
+        assert info["enable_cache"] is True and info["tasks"] == ["text-to-image"]
+        assert info["cache"]["Fn"] == 1
+        compat(url)
+
+
+def test_flux2_klein_text_to_image_and_multi_image_edit():
+    with running_server("--model-path", "tiny:flux2-klein") as url:
+        plain = generate(url, seed=5)
+        refs = [png_data_uri(64, 64, (255, 0, 0)), png_data_uri(96, 64, (0, 0, 255))]
+        edit = generate(url, seed=5, image_urls=refs)
+        assert edit["images"] != plain["images"]
+        assert generate(url, seed=5, image_urls=refs)["images"] == edit["images"]
+        compat(url)
+
+
+def test_qwen_image_edit_plus_multi_image_only():
+    with running_server("--model-path", "tiny:qwen-image-edit-plus") as url:
+        refs = [png_data_uri(64, 64, (255, 0, 0)), png_data_uri(80, 64, (0, 200, 0))]
+        edit = generate(url, seed=9, image_urls=refs)
+        assert Image.open(io.BytesIO(base64.b64decode(edit["images"][0]))).size == (64, 64)
+        refused = httpx.post(f"{url}/generate", json={"prompt": "x", "width": 64, "height": 64})
+        assert refused.status_code == 400 and "text-to-image" in refused.json()["error"]["message"]
+        too_many = httpx.post(f"{url}/generate", json={"prompt": "x", "width": 64, "height": 64,
+                                                        "image_urls": refs * 2})
+        assert too_many.status_code == 400 and too_many.json()["error"]["param"] == "image_urls"
+
+
+def test_wan_text_to_video():
+    with running_server("--model-path", "tiny:wan-t2v") as url:
+        body = {"num_frames": 9, "fps": 8, "seed": 3}
+        video = generate(url, **body)
+        frames = frames_of(video["video"])
+        assert len(frames) == 9 and frames[0].shape == (64, 64, 3)
+        assert generate(url, **body)["video"] == video["video"]
+        bad = httpx.post(f"{url}/generate", json={"prompt": "x", "width": 64, "height": 64, "num_frames": 10})
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == "num_frames"
+        compat(url)
+
+
+def test_wan_image_to_video():
+    with running_server("--model-path", "tiny:wan-i2v") as url:
+        video = generate(url, num_frames=9, seed=1, image_urls=[png_data_uri(64, 64, (20, 120, 220))])
+        assert len(frames_of(video["video"])) == 9
+        refused = httpx.post(f"{url}/generate", json={"prompt": "x", "width": 64, "height": 64, "num_frames": 9})
+        assert refused.status_code == 400 and "text-to-video" in refused.json()["error"]["message"]
+        compat(url)
+
+
+@pytest.mark.parametrize(("args", "code"), [
+    (["--model-path", "/nonexistent/model"], 1),
+    (["--parallel-type", "ulysses"], 2),
+    (["--device", "cuda"], 1),
+])
+def test_bad_launches_exit_non_zero(args, code):
+    done = subprocess.run([sys.executable, "-m", "openai_dit", "serve", "--port", "0", *args],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == code, done.stdout + done.stderr
+
+
+def test_old_style_invocation_without_subcommand():
+    done = subprocess.run([sys.executable, "-m", "openai_dit", "--model-path", "tiny:flux", "--help"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "--max-continuous-cached-steps" in done.stdout

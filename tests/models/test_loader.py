@@ -1,0 +1,130 @@
+"""Model loading flags on real tiny models: LoRA, quantization, offload, devices, built-in model folders."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from openai_dit.config import ServerConfig
+from openai_dit.models.loader import StartupError, _quantization_config, load_model
+from openai_dit.types import GenerationRequest, Task
+
+
+def image(executor, seed=4):
+    req = GenerationRequest(task=Task.TEXT_TO_IMAGE, prompt="a lighthouse", width=64, height=64,
+                            num_inference_steps=3, seed=seed)
+    return executor.run(req, threading.Event()).images
+
+
+@pytest.fixture(scope="module")
+def lora_dir(tmp_path_factory):
+    """A LoRA for tiny:flux with non-zero weights, saved the way trainers publish them."""
+    from diffusers import DiffusionPipeline, FluxPipeline
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    from openai_dit.models.tiny import builtin_model_dir
+
+    pipe = DiffusionPipeline.from_pretrained(str(builtin_model_dir("tiny:flux")))
+    torch.manual_seed(0)
+    pipe.transformer.add_adapter(LoraConfig(r=4, lora_alpha=8, init_lora_weights=False,
+                                            target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+    directory = tmp_path_factory.mktemp("lora")
+    FluxPipeline.save_lora_weights(directory, transformer_lora_layers=get_peft_model_state_dict(pipe.transformer),
+                                   weight_name="tiny_lora.safetensors")
+    return directory
+
+
+def test_lora_fused_and_unfused_change_the_output_alike(load, lora_dir):
+    base = image(load("tiny:flux"))
+    fused = load("tiny:flux", lora_path=str(lora_dir), lora_name="tiny_lora.safetensors", fresh=True)
+    separate = load("tiny:flux", lora_path=str(lora_dir), lora_name="tiny_lora.safetensors",
+                    disable_fuse_lora=True, fresh=True)
+    assert not fused.model.pipe.get_list_adapters()  # fused and unloaded: no adapter left
+    assert separate.model.pipe.get_list_adapters()
+    a, b = image(fused), image(separate)
+    assert not np.array_equal(a, base)
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 2
+
+
+@pytest.mark.parametrize(("overrides", "words"), [
+    ({"quantize_type": "float8_wo"}, "CUDA"),
+    ({"quantize_type": "int8_wo"}, "CUDA"),
+    ({"enable_cpu_offload": True}, "CUDA"),
+    ({"device": "cuda"}, "CUDA"),
+    ({"model_path": "tiny:nonexistent"}, "unknown built-in"),
+    ({"model_path": "/nonexistent/folder"}, "could not load"),
+    ({"scm": "fast"}, "--cache"),
+    ({"pipeline_quant_config_path": "/nonexistent.json"}, "no such file"),
+])
+def test_clear_startup_errors(overrides, words):
+    if torch.cuda.is_available():
+        pytest.skip("checks the CPU-only errors")
+    with pytest.raises(StartupError) as exc:
+        load_model(ServerConfig(**{"model_path": "tiny:flux", **overrides}))
+    assert words in str(exc.value)
+
+
+def test_declarative_quantization_config(tmp_path):
+    path = tmp_path / "nf4.json"
+    path.write_text(json.dumps({
+        "quant_backend": "bitsandbytes_4bit",
+        "quant_kwargs": {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_compute_dtype": "bfloat16"},
+        "components_to_quantize": ["transformer", "text_encoder_2"],
+    }))
+    config = _quantization_config(str(path))
+    assert config.quant_backend == "bitsandbytes_4bit"
+    assert config.quant_kwargs["bnb_4bit_compute_dtype"] is torch.bfloat16
+    assert config.components_to_quantize == ["transformer", "text_encoder_2"]
+
+
+def test_compile_warms_up_once_per_shape(load, monkeypatch):
+    executor = load("tiny:flux", compile=True, fresh=True)
+    assert executor.model.pipe.transformer._compiled_call_impl is not None
+    calls = []
+    real = executor.model.pipe.__call__
+
+    def counting(**kwargs):
+        calls.append(kwargs["num_inference_steps"])
+        return real(**kwargs)
+
+    monkeypatch.setattr(executor.model, "pipe", counting)
+    monkeypatch.setattr(executor.model.cache, "stats", lambda total: None)
+    with torch._dynamo.config.patch(disable=True):  # the warm-up logic is under test, not inductor on CPU
+        image(executor)
+        image(executor, seed=5)
+    assert calls == [1, 3, 3]
+
+
+@pytest.mark.parametrize("name", ["tiny:flux", "tiny:flux2-klein", "tiny:wan-t2v", "tiny:wan-i2v",
+                                  "tiny:qwen-image-edit-plus"])
+def test_tiny_command_writes_a_folder_plain_diffusers_loads(tmp_path, name):
+    target = tmp_path / "model"
+    done = subprocess.run([sys.executable, "-m", "openai_dit", "tiny", name.removeprefix("tiny:"), str(target)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    from diffusers import DiffusionPipeline
+
+    kwargs = {}
+    if name == "tiny:qwen-image-edit-plus":  # no torchvision beside CPU torch: pass the image-only processor
+        from openai_dit.models.qwen_processor import Qwen2VLImageOnlyProcessor
+
+        kwargs["processor"] = Qwen2VLImageOnlyProcessor.from_pretrained(str(target / "processor"))
+    pipe = DiffusionPipeline.from_pretrained(str(target), **kwargs)
+    assert type(pipe).__name__ in {"FluxPipeline", "Flux2KleinPipeline", "WanPipeline", "WanImageToVideoPipeline",
+                                   "QwenImageEditPlusPipeline"}
+
+
+def test_builtin_weights_are_fixed(tmp_path):
+    from openai_dit.models.tiny import write_builtin
+
+    a = write_builtin("tiny:flux", tmp_path / "a")
+    b = write_builtin("tiny:flux", tmp_path / "b")
+    file = "transformer/diffusion_pytorch_model.safetensors"
+    assert (a / file).read_bytes() == (b / file).read_bytes()
