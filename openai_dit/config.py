@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 from dataclasses import MISSING, dataclass, field, fields
 
-__all__ = ["SCM_POLICIES", "ServerConfig", "add_arguments", "config_from_args"]
+__all__ = ["SCM_POLICIES", "ServerConfig", "add_arguments", "config_from_args", "flag_table"]
 
 SCM_POLICIES = ("slow", "medium", "fast", "ultra")
 
 
-def _opt(default, help: str, *, flag: str | None = None, group: str, choices=None, metavar=None, multiple=False):
-    return field(default=default, metadata={"help": help, "flag": flag, "group": group, "choices": choices,
-                                            "metavar": metavar, "multiple": multiple})
+def _opt(default, help: str, *, flag: str | None = None, group: str, choices=None):
+    return field(default=default, metadata={"help": help, "flag": flag, "group": group, "choices": choices})
 
 
 @dataclass
@@ -31,6 +30,8 @@ class ServerConfig:
     max_request_body_mb: float = _opt(64.0, "Largest request body accepted (MiB); larger is 413.", group="server")
     output_dir: str | None = _opt(None, "Folder for output_format \"path\"; without it that format is refused.",
                                   group="server")
+    png_compress_level: int = _opt(1, "PNG compression level 0-9 of outputs (1: fast, a little larger).",
+                                   group="server", choices=range(10))
     log_level: str = _opt("info", "Log level.", group="server",
                           choices=("debug", "info", "warning", "error"))
     # --- model loading
@@ -66,7 +67,8 @@ class ServerConfig:
     scm: str | None = _opt(None, "Steps computation mask policy, applied per request to its step count.",
                            group="cache", choices=SCM_POLICIES)
     # --- parallelism
-    parallel_type: str | None = _opt(None, "Parallelism across torchrun ranks.", group="parallel",
+    parallel_type: str | None = _opt(None, "Parallelism across torchrun ranks. Multi-rank serving is not in this "
+                                     "build yet: refused at start-up rather than ignored.", group="parallel",
                                      choices=("tp", "ulysses", "ring"))
     parallel_text_encoder: bool = _opt(False, "Also parallelize the text encoder.", group="parallel")
     parallel_vae: bool = _opt(False, "Also parallelize the VAE.", group="parallel")
@@ -79,7 +81,6 @@ class ServerConfig:
                                  group="inputs")
     max_image_bytes_mb: float = _opt(20.0, "Largest input image file (MiB), fetched or inline.", group="inputs")
     fetch_timeout: float = _opt(15.0, "Total seconds allowed to fetch one image URL.", group="inputs")
-    png_compress_level: int = _opt(1, "PNG compression level 0-9 (1: fast, a little larger).", group="inputs")
 
     @property
     def model_name(self) -> str:
@@ -102,7 +103,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             continue
         kind = {"int": int, "float": float}.get(f.type if isinstance(f.type, str) else f.type.__name__, str)
         group.add_argument(_flag(f), dest=f.name, type=kind, default=default, choices=meta["choices"],
-                           help=meta["help"] + (f" (default: {default})" if default is not None else ""))
+                           help=meta["help"])
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:

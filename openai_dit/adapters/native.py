@@ -10,7 +10,17 @@ from ..models.capabilities import ModelCapabilities
 from ..protocol.native import GenerateRequest, GenerateResponse
 from ..types import GenerationRequest, GenerationResult, Task
 
-__all__ = ["check_frames", "check_request", "check_size", "check_task", "iso_time", "resolve_seed", "select_task", "to_generation_request", "to_response"]
+__all__ = [
+    "check_frames",
+    "check_request",
+    "check_size",
+    "check_task",
+    "iso_time",
+    "resolve_seed",
+    "select_task",
+    "to_generation_request",
+    "to_response",
+]
 
 
 def select_task(body: GenerateRequest, caps: ModelCapabilities) -> Task:

@@ -34,7 +34,9 @@ class GenerateRequest(msgspec.Struct, kw_only=True):
     fps: Annotated[int, Meta(ge=1, le=60)] = 16
     include_stats: bool = False
     output_format: Literal["base64", "path"] = "base64"
-    output_dir: Annotated[str, Meta(max_length=255, description="Subfolder of the server's --output-dir.")] | None = None
+    output_dir: Annotated[str, Meta(max_length=255, description="Subfolder of the server's --output-dir.")] | None = (
+        None
+    )
 
 
 class GenerateResponse(msgspec.Struct, kw_only=True, omit_defaults=True):

@@ -11,7 +11,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-import pytest
 
 
 def free_port() -> int:
@@ -50,10 +49,3 @@ def running_server(*args: str, ready_timeout: float = 180.0, log_dir: Path | Non
             process.kill()
         log.close()
 
-
-@pytest.fixture(scope="module")
-def server(request, tmp_path_factory):
-    """Module-scoped server; the module sets SERVER_ARGS."""
-    args = getattr(request.module, "SERVER_ARGS")
-    with running_server(*args, log_dir=tmp_path_factory.mktemp("logs")) as url:
-        yield url

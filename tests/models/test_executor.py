@@ -128,6 +128,13 @@ def test_step_mask_follows_each_requests_step_count(load):
         assert f"N{steps}" in stats.options
 
 
+def test_taylorseer_takes_effect(load):
+    executor = load("tiny:flux", cache=True, rdt=5.0, Fn=1, max_warmup_steps=2, taylorseer=True, taylorseer_order=2,
+                    fresh=True)
+    stats = run(executor, request(steps=8)).cache
+    assert "T1O2" in stats.options and stats.cached_steps > 0
+
+
 def test_flush_keeps_outputs_identical(load):
     executor = load("tiny:flux", cache=True, rdt=0.5, Fn=1, max_warmup_steps=2, fresh=True)
     before = run(executor, request(steps=8, seed=3)).images

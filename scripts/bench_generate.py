@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""p50 latency of `POST /generate` next to the same pipeline called in-process (PNG + base64 included).
+
+    python scripts/bench_generate.py                      # the two default cases, targets checked
+    python scripts/bench_generate.py --case tiny:flux:64:4 --requests 200
+    python scripts/bench_generate.py --url http://host:8000 --case my-model:1024:28   # an already running server
+
+The two sides alternate request by request, so drift of the machine hits them alike. The in-process side is the floor:
+what the server adds is HTTP, JSON, validation, queueing and the thread hops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+DEFAULT_CASES = [("tiny:flux", 64, 4, 0.10), ("small:flux", 128, 8, 0.03)]
+
+
+def in_process_call(model_path: str):
+    """The pipeline as the server runs it, with the same PNG + base64 encoding, without HTTP."""
+    from openai_dit.config import ServerConfig
+    from openai_dit.media import encode_image, to_base64
+    from openai_dit.models.executor import PipelineExecutor
+    from openai_dit.models.loader import load_model
+    from openai_dit.types import GenerationRequest, Task
+
+    config = ServerConfig(model_path=model_path)
+    executor = PipelineExecutor(load_model(config))
+
+    def call(size: int, steps: int) -> None:
+        request = GenerationRequest(task=Task.TEXT_TO_IMAGE, prompt="a lighthouse on a cliff at dusk", width=size,
+                                    height=size, num_inference_steps=steps, seed=1234, guidance_scale=7.5)
+        result = executor.run(request, threading.Event())
+        [to_base64(encode_image(pixels, "png", png_compress_level=config.png_compress_level))
+         for pixels in result.images]
+
+    return call
+
+
+def http_call(client: httpx.Client):
+    def call(size: int, steps: int) -> None:
+        response = client.post("/generate", json={"prompt": "a lighthouse on a cliff at dusk", "width": size,
+                                                  "height": size, "num_inference_steps": steps, "seed": 1234})
+        response.raise_for_status()
+        response.json()["images"][0]
+
+    return call
+
+
+def timed(call, size: int, steps: int, n: int) -> list[float]:
+    samples = []
+    for _ in range(n):
+        started = time.perf_counter()
+        call(size, steps)
+        samples.append(time.perf_counter() - started)
+    return samples
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(model_path: str, port: int) -> subprocess.Popen:
+    process = subprocess.Popen([sys.executable, "-m", "openai_dit", "serve", "--model-path", model_path, "--host",
+                                "127.0.0.1", "--port", str(port), "--log-level", "warning"])
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    process.kill()
+    raise SystemExit("server did not start")
+
+
+def bench_case(model_path: str, size: int, steps: int, target: float | None, args) -> bool:
+    local = in_process_call(model_path)
+    process = None
+    url = args.url
+    if url is None:
+        port = free_port()
+        process = start_server(model_path, port)
+        url = f"http://127.0.0.1:{port}"
+    try:
+        with httpx.Client(base_url=url, timeout=600) as client:
+            remote = http_call(client)
+            for call in (local, remote):  # warm-up: allocator, caches, first-call paths
+                timed(call, size, steps, args.warmup)
+            local_samples, remote_samples = [], []
+            for _ in range(args.requests):
+                local_samples += timed(local, size, steps, 1)
+                remote_samples += timed(remote, size, steps, 1)
+    finally:
+        if process is not None:
+            process.terminate()
+            process.wait(30)
+    local_p50 = statistics.median(local_samples) * 1000
+    remote_p50 = statistics.median(remote_samples) * 1000
+    overhead = remote_p50 / local_p50 - 1
+    verdict = "" if target is None else ("PASS" if overhead <= target else "FAIL") + f" (target <= {target:.0%})"
+    print(f"{model_path:<12} {size:>4}x{size:<4} {steps:>3} steps  in-process p50 {local_p50:8.2f} ms   "
+          f"/generate p50 {remote_p50:8.2f} ms   overhead {overhead:+7.2%}  n={len(remote_samples)}  {verdict}",
+          flush=True)
+    return target is None or overhead <= target
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--case", action="append", help="MODEL:SIZE:STEPS (repeatable); default: the two targets")
+    parser.add_argument("--url", help="benchmark this running server instead of starting one")
+    parser.add_argument("--requests", type=int, default=120, help="timed requests per side and case")
+    parser.add_argument("--warmup", type=int, default=5)
+    args = parser.parse_args()
+    cases = DEFAULT_CASES
+    if args.case:
+        cases = []
+        for spec in args.case:
+            model, size, steps = spec.rsplit(":", 2)
+            cases.append((model, int(size), int(steps), None))
+    ok = all([bench_case(model, size, steps, target, args) for model, size, steps, target in cases])
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
