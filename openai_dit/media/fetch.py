@@ -17,6 +17,7 @@ import socket
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
+import httpcore
 import httpx
 
 from ..errors import InvalidRequest
@@ -59,27 +60,63 @@ def _address_allowed(address: str) -> bool:
                 or ip.is_unspecified)
 
 
+async def _public_addresses(host: str, port: int, param: str) -> list[str]:
+    """Resolve `host`; every address must be public, or the URL is refused."""
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        raise InvalidRequest(f"'{param}': the host could not be resolved.", param=param,
+                             code="unreachable_url") from None
+    addresses = [info[4][0] for info in infos]
+    if not addresses or not all(_address_allowed(address) for address in addresses):
+        raise InvalidRequest(f"'{param}': URLs that resolve to private, loopback or link-local addresses are "
+                             "not allowed.", param=param, code="forbidden_url")
+    return addresses
+
+
+class _PublicOnlyBackend(httpcore.AsyncNetworkBackend):
+    """Resolves and checks at connect time, then connects to the checked address: a DNS answer that changes
+    between the check and the connection (rebinding) cannot reach a private address. TLS still verifies the
+    URL's host name."""
+
+    def __init__(self, param: str) -> None:
+        self._param = param
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        address = (await _public_addresses(host, port, self._param))[0]
+        return await self._inner.connect_tcp(address, port, timeout=timeout, local_address=local_address,
+                                             socket_options=socket_options)
+
+    async def connect_unix_socket(self, path, timeout=None, socket_options=None):
+        raise InvalidRequest(f"'{self._param}': not an http(s) URL.", param=self._param, code="invalid_url")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class _PublicOnlyTransport(httpx.AsyncHTTPTransport):
+    def __init__(self, param: str) -> None:
+        super().__init__(trust_env=False)
+        self._pool = httpcore.AsyncConnectionPool(ssl_context=httpx.create_ssl_context(),
+                                                  network_backend=_PublicOnlyBackend(param))
+
+
 async def _check_host(url: str, policy: MediaPolicy, param: str) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidRequest(f"'{param}' must be an http(s) URL, a data URI or base64.", param=param,
                              code="invalid_url")
-    if policy.allow_private_urls:
-        return
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, parts.port or 443,
-                                                             type=socket.SOCK_STREAM)
-    except socket.gaierror:
-        raise InvalidRequest(f"'{param}': the host could not be resolved.", param=param,
-                             code="unreachable_url") from None
-    if not infos or not all(_address_allowed(info[4][0]) for info in infos):
-        raise InvalidRequest(f"'{param}': URLs that resolve to private, loopback or link-local addresses are "
-                             "not allowed.", param=param, code="forbidden_url")
+    if not policy.allow_private_urls:
+        await _public_addresses(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80), param)
 
 
 async def _fetch(url: str, policy: MediaPolicy, param: str) -> bytes:
+    transport = policy.transport
+    if transport is None and not policy.allow_private_urls:
+        transport = _PublicOnlyTransport(param)
     async with httpx.AsyncClient(follow_redirects=False, timeout=policy.fetch_timeout, trust_env=False,
-                                 transport=policy.transport) as client:
+                                 transport=transport) as client:
         for _ in range(_MAX_REDIRECTS + 1):
             await _check_host(url, policy, param)
             async with client.stream("GET", url, headers={"Accept": "image/*"}) as response:

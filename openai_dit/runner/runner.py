@@ -1,8 +1,10 @@
 """The runner: the one place where the async HTTP side meets the synchronous torch side.
 
-HTTP handlers `await runner.submit(request)`. A bounded admission queue feeds one generation thread, which owns
-the engine (the pipeline). Cancelling the awaiting coroutine (client gone) drops a queued job or stops a running
-one at the next denoising step. Control work (cache flushes) runs on the same thread, between calls.
+HTTP handlers `await runner.submit(request, finalize=...)`. A bounded admission queue feeds one generation thread,
+which owns the engine (the pipeline). `finalize` (encoding the outputs) runs on a small pool of encoder threads,
+so the generation thread starts the next call at once and the result reaches the event loop in one hop.
+Cancelling the awaiting coroutine (client gone) drops a queued job or stops a running one at the next
+denoising step. Control work (cache flushes) runs on the generation thread, between calls.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, InvalidStateError
+from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -50,6 +52,7 @@ class _Job:
     request: GenerationRequest
     future: Future
     on_progress: ProgressListener | None = None
+    finalize: Callable[[GenerationResult], Any] | None = None
     cancelled: threading.Event = field(default_factory=threading.Event)
     enqueued_at: float = field(default_factory=time.monotonic)
 
@@ -81,6 +84,7 @@ class Runner:
         self._running: _Job | None = None
         self._stopping = False
         self._thread: threading.Thread | None = None
+        self._encoders = ThreadPoolExecutor(max_workers=2, thread_name_prefix="openai-dit-encode")
         self._recent_seconds = 1.0  # moving average of one call, for Retry-After
         self.completed = 0
 
@@ -101,6 +105,7 @@ class Runner:
             self._cv.notify_all()
         if self._thread is not None:
             self._thread.join(timeout)
+        self._encoders.shutdown(wait=False, cancel_futures=True)
 
     @property
     def ready(self) -> bool:
@@ -119,12 +124,13 @@ class Runner:
         return self._running is not None
 
     # --- the async side --------------------------------------------------------------------------------------
-    async def submit(self, request: GenerationRequest,
-                     on_progress: ProgressListener | None = None) -> GenerationResult:
-        """Queue a request and wait for its result. Raises QueueFull at once when the queue is full."""
+    async def submit(self, request: GenerationRequest, on_progress: ProgressListener | None = None,
+                     finalize: Callable[[GenerationResult], Any] | None = None) -> Any:
+        """Queue a request and wait for its result, or for `finalize(result)` run on an encoder thread.
+        Raises QueueFull at once when the queue is full."""
         if not self.ready:
             raise ModelNotReady()
-        job = _Job(request=request, future=Future(), on_progress=on_progress)
+        job = _Job(request=request, future=Future(), on_progress=on_progress, finalize=finalize)
         with self._cv:
             if len(self._pending) >= self._max_queued:
                 wait = self._recent_seconds * (len(self._pending) + 1)
@@ -213,4 +219,15 @@ class Runner:
         elapsed = time.monotonic() - started
         self._recent_seconds = 0.8 * self._recent_seconds + 0.2 * elapsed
         self.completed += 1
-        _settle(job.future, result)
+        if job.finalize is None:
+            _settle(job.future, result)
+        else:
+            self._encoders.submit(self._finalize, job, result)
+
+    @staticmethod
+    def _finalize(job: _Job, result: GenerationResult) -> None:
+        try:
+            _settle(job.future, job.finalize(result))
+        except BaseException as exc:  # noqa: BLE001 - delivered to the awaiting handler
+            logger.exception("encoding the result of request %s failed", job.request.request_id)
+            _settle(job.future, error=exc)

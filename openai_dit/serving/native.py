@@ -63,13 +63,16 @@ class NativeService:
         if body.image_urls:
             images = await load_images(body.image_urls, self.policy, self.config.max_image_pixels, "image_urls")
         request = adapter.to_generation_request(body, task, caps, images, request_id=request_id)
-        result = await self.runner.submit(request)
-        encoded_images, video = await asyncio.to_thread(self._encode, result, body, folder, request_id)
-        return adapter.to_response(result, images=encoded_images, video=video, include_stats=body.include_stats)
+
+        def finalize(result: GenerationResult) -> GenerateResponse:
+            encoded_images, video = self._encode(result, body, folder, request_id)
+            return adapter.to_response(result, images=encoded_images, video=video, include_stats=body.include_stats)
+
+        return await self.runner.submit(request, finalize=finalize)
 
     def _encode(self, result: GenerationResult, body: GenerateRequest, folder: Path | None,
                 request_id: str) -> tuple[list[str] | None, str | None]:
-        """Runs on a worker thread, so the generation thread is already on the next request."""
+        """Runs on an encoder thread, so the generation thread is already on the next request."""
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)
         if result.videos is not None:

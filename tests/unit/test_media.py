@@ -94,6 +94,40 @@ def test_every_redirect_hop_is_checked_again(fake_dns):
     assert exc.value.code == "forbidden_url" and hops == ["public.test"]
 
 
+def test_connections_go_only_to_the_checked_public_address(monkeypatch):
+    """DNS rebinding: the address is checked when connecting, and the connection uses that address."""
+    from openai_dit.media import fetch
+
+    answers = iter(["93.184.216.34", "10.0.0.7"])  # public first, private on the next lookup
+
+    async def getaddrinfo(self, host, port, **kwargs):
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (next(answers), port))]
+
+    monkeypatch.setattr(asyncio.BaseEventLoop, "getaddrinfo", getaddrinfo)
+    connected = []
+
+    class Recorder:
+        async def connect_tcp(self, host, port, **kwargs):
+            connected.append(host)
+            raise httpx.ConnectError("stop here")
+
+    backend = fetch._PublicOnlyBackend("p")
+    backend._inner = Recorder()
+    with pytest.raises(httpx.ConnectError):
+        asyncio.run(backend.connect_tcp("rebind.test", 80))
+    assert connected == ["93.184.216.34"]
+    with pytest.raises(InvalidRequest) as exc:
+        asyncio.run(backend.connect_tcp("rebind.test", 80))
+    assert exc.value.code == "forbidden_url" and connected == ["93.184.216.34"]
+
+
+def test_real_fetch_to_loopback_is_refused_at_connect():
+    """Without a fake transport: the guarded transport refuses a loopback server outright."""
+    with pytest.raises(InvalidRequest) as exc:
+        asyncio.run(load_image_bytes("http://127.0.0.1:9/x.png", MediaPolicy(), param="p"))
+    assert exc.value.code == "forbidden_url"
+
+
 def test_private_urls_allowed_when_operator_says_so(fake_dns):
     policy = _policy(lambda request: httpx.Response(200, content=b"ok"), allow_private_urls=True)
     assert asyncio.run(load_image_bytes("http://internal.test/x", policy, param="p")) == b"ok"

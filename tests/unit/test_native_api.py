@@ -256,3 +256,41 @@ def test_engine_failure_is_a_generic_500_and_the_server_keeps_serving():
         error = assert_openai_error(client.post("/generate", json={**BODY, "prompt": "fail"}), 500)
         assert "secret" not in error["message"] and "CUDA" not in error["message"]
         assert client.post("/generate", json=BODY).status_code == 200
+
+
+def test_image_urls_fetched_over_http_only_when_private_addresses_are_allowed():
+    import http.server
+
+    payload = png_bytes(24, 16)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the stdlib's name
+            if self.path == "/hop":
+                self.send_response(302)
+                self.send_header("Location", "/pic.png")
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args):
+            pass
+
+    origin = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=origin.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{origin.server_address[1]}"
+    try:
+        engine = FakeEngine()
+        with serving(engine) as client:
+            error = assert_openai_error(client.post("/generate", json={**BODY, "image_urls": [f"{url}/pic.png"]}),
+                                        400, "image_urls[0]")
+            assert error["code"] == "forbidden_url" and "127.0.0.1" not in error["message"]
+        with serving(engine, allow_private_urls=True) as client:
+            response = client.post("/generate", json={**BODY, "image_urls": [f"{url}/hop"]})
+            assert response.status_code == 200, response.text
+            assert engine.calls[-1].images[0].size == (24, 16)
+    finally:
+        origin.shutdown()
