@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass, field
 
+from ..errors import InvalidRequest
 from ..types import Task
 
 __all__ = ["ModelCapabilities", "capabilities_of"]
@@ -17,6 +18,10 @@ _MULTI_IMAGE_LIMITS = {
     "Flux2KleinPipeline": 4,
     "Flux2Pipeline": 10,
 }
+# Smallest input image side a pipeline accepts (Flux.2 refuses reference images under 64 px).
+_MIN_INPUT_SIDE = {"Flux2KleinPipeline": 64, "Flux2Pipeline": 64}
+# Beyond this aspect ratio, pipelines that resize inputs to a fixed area round a side down to zero.
+MAX_INPUT_ASPECT_RATIO = 20
 # Keywords the server sets itself; never taken from clients as pipeline extras.
 _RESERVED = {
     "self", "prompt", "image", "height", "width", "num_inference_steps", "generator", "output_type",
@@ -40,9 +45,19 @@ class ModelCapabilities:
     default_steps: int = 50
     batch_keyword: str = "num_images_per_prompt"
     extra_parameters: frozenset[str] = field(default_factory=frozenset)
+    min_input_side: int = 1
 
     def accepts(self, parameter: str) -> bool:
         return parameter in self.call_parameters
+
+    def check_input_image(self, width: int, height: int, param: str) -> None:
+        """Refuse, before any model work, an input image this pipeline would fail on."""
+        if min(width, height) < self.min_input_side:
+            raise InvalidRequest(f"'{param}' is {width}x{height}; this model needs input images of at least "
+                                 f"{self.min_input_side} pixels a side.", param=param, code="image_too_small")
+        if max(width, height) > MAX_INPUT_ASPECT_RATIO * min(width, height):
+            raise InvalidRequest(f"'{param}' is {width}x{height}; input images may be at most "
+                                 f"{MAX_INPUT_ASPECT_RATIO}:1.", param=param, code="invalid_aspect_ratio")
 
     def to_dict(self) -> dict:
         return {
@@ -97,4 +112,5 @@ def capabilities_of(pipe) -> ModelCapabilities:
         default_steps=steps_default if isinstance(steps_default, int) else 50,
         batch_keyword="num_videos_per_prompt" if "num_videos_per_prompt" in names else "num_images_per_prompt",
         extra_parameters=names - _RESERVED,
+        min_input_side=_MIN_INPUT_SIDE.get(name, 1),
     )

@@ -10,6 +10,7 @@ from ..adapters import native as adapter
 from ..config import ServerConfig
 from ..errors import InvalidRequest, ModelNotReady
 from ..media import MediaPolicy, decode_image, encode_image, encode_video, load_image_bytes, to_base64
+from ..models.capabilities import ModelCapabilities
 from ..protocol.native import FlushCacheResponse, GenerateRequest, GenerateResponse, ModelInfoResponse
 from ..runner import Runner
 from ..types import GenerationResult
@@ -19,12 +20,15 @@ __all__ = ["NativeService", "load_images"]
 _SUBDIR = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}(/[A-Za-z0-9][A-Za-z0-9._-]{0,127}){0,3}$")
 
 
-async def load_images(references: list[str], policy: MediaPolicy, max_pixels: int, param: str) -> list:
+async def load_images(references: list[str], policy: MediaPolicy, max_pixels: int, param: str,
+                      caps: ModelCapabilities) -> list:
     """Fetch and decode every reference concurrently; the first bad one is a 400 naming it."""
     async def one(index: int, reference: str):
         name = f"{param}[{index}]"
         data = await load_image_bytes(reference, policy, param=name)
-        return await asyncio.to_thread(decode_image, data, max_pixels=max_pixels, param=name)
+        image = await asyncio.to_thread(decode_image, data, max_pixels=max_pixels, param=name)
+        caps.check_input_image(*image.size, param=name)
+        return image
 
     return list(await asyncio.gather(*(one(i, r) for i, r in enumerate(references))))
 
@@ -61,7 +65,8 @@ class NativeService:
         folder = self._output_folder(body) if body.output_format == "path" else None
         images = []
         if body.image_urls:
-            images = await load_images(body.image_urls, self.policy, self.config.max_image_pixels, "image_urls")
+            images = await load_images(body.image_urls, self.policy, self.config.max_image_pixels, "image_urls",
+                                       caps)
         request = adapter.to_generation_request(body, task, caps, images, request_id=request_id)
 
         def finalize(result: GenerationResult) -> GenerateResponse:

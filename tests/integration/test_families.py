@@ -62,6 +62,9 @@ def test_flux2_klein_text_to_image_and_multi_image_edit():
         edit = generate(url, seed=5, image_urls=refs)
         assert edit["images"] != plain["images"]
         assert generate(url, seed=5, image_urls=refs)["images"] == edit["images"]
+        small = httpx.post(f"{url}/generate", json={"prompt": "x", "width": 64, "height": 64,
+                                                     "image_urls": [png_data_uri(32, 64, (0, 0, 0))]})
+        assert small.status_code == 400 and small.json()["error"]["code"] == "image_too_small"
         compat(url)
 
 

@@ -91,6 +91,7 @@ def test_defaults_follow_the_old_contract():
         ({"image_urls": [data_uri(b"not a png")]}, "image_urls[0]"),
         ({"image_urls": ["data:image/png;base64,@@@@"]}, "image_urls[0]"),
         ({"image_urls": [data_uri(png_bytes())] * 3}, "image_urls"),
+        ({"image_urls": [data_uri(png_bytes(32, 32)), data_uri(png_bytes(400, 16))]}, "image_urls[1]"),
         ({"output_format": "path"}, "output_format"),
     ],
 )
