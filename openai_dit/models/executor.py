@@ -49,14 +49,14 @@ class PipelineExecutor:
 
     def _kwargs(self, request: GenerationRequest) -> dict[str, Any]:
         caps = self.model.capabilities
-        generator_device = "cpu" if self.model.device == "cpu" else self.model.device
         kwargs: dict[str, Any] = {
             "prompt": request.prompt,
             "width": request.width,
             "height": request.height,
             "num_inference_steps": request.num_inference_steps,
             caps.batch_keyword: request.num_outputs,
-            "generator": [torch.Generator(generator_device).manual_seed(s) for s in request.seeds],
+            # CPU generators: the same noise whatever the device, device map or offloading.
+            "generator": [torch.Generator("cpu").manual_seed(s) for s in request.seeds],
             "output_type": "np",
         }
         optional = {
@@ -98,7 +98,9 @@ class PipelineExecutor:
             if on_progress is not None:
                 on_progress(step + 1, total)
             if cancelled.is_set():
-                pipeline._interrupt = True
+                # Leave at once: `pipeline._interrupt` would still run the remaining loop and the VAE decode,
+                # which for a video can take longer than the steps. cache-dit resets its state on every call.
+                raise RequestCancelled()
             return callback_kwargs
 
         if self.model.capabilities.accepts("callback_on_step_end"):

@@ -53,6 +53,16 @@ def test_progress_and_cancellation_at_the_next_step(load):
     assert seen == [1, 2]
 
 
+def test_a_cancelled_call_leaves_no_trace_in_the_next(load):
+    executor = load("tiny:flux", cache=True, rdt=0.5, Fn=1, max_warmup_steps=2, fresh=True)
+    reference = run(executor, request(steps=8, seed=21)).images
+    cancelled = threading.Event()
+    with pytest.raises(RequestCancelled):
+        run(executor, request(steps=8, seed=99), cancelled, lambda step, total: step == 4 and cancelled.set())
+    again = run(executor, request(steps=8, seed=21))
+    assert np.array_equal(again.images, reference) and again.cache.total_steps == 8
+
+
 @pytest.mark.parametrize(
     ("model", "req"),
     [
@@ -135,8 +145,13 @@ def test_taylorseer_takes_effect(load):
     assert "T1O2" in stats.options and stats.cached_steps > 0
 
 
-def test_flush_keeps_outputs_identical(load):
+def test_flush_drops_cached_state_and_keeps_outputs_identical(load):
+    import cache_dit
+
     executor = load("tiny:flux", cache=True, rdt=0.5, Fn=1, max_warmup_steps=2, fresh=True)
     before = run(executor, request(steps=8, seed=3)).images
+    assert any(entry.residual_diffs for entry in cache_dit.summary(executor.model.pipe, logging=False))
     executor.flush()
+    assert not any(entry.residual_diffs or entry.cached_steps
+                   for entry in cache_dit.summary(executor.model.pipe, logging=False))
     assert np.array_equal(before, run(executor, request(steps=8, seed=3)).images)
