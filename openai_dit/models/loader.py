@@ -150,6 +150,8 @@ def load_model(config: ServerConfig) -> LoadedModel:
         raise StartupError("--enable-cpu-offload and --device-map cannot be combined.")
     if config.lora_name and not config.lora_path:
         raise StartupError("--lora-name needs --lora-path.")
+    if (config.scm or config.taylorseer) and not config.cache:
+        raise StartupError("--scm and --taylorseer configure cache-dit: add --cache.")
     if config.quantize_type:
         _check_quantize_type(config.quantize_type, device)
     source, hints = _resolve_source(config.model_path)
@@ -189,10 +191,11 @@ def load_model(config: ServerConfig) -> LoadedModel:
             max_cached_steps=config.max_cached_steps, max_continuous_cached_steps=config.max_continuous_cached_steps,
             taylorseer=config.taylorseer, taylorseer_order=config.taylorseer_order, scm_policy=config.scm,
         )
-    elif config.scm or config.taylorseer:
-        raise StartupError("--scm and --taylorseer configure cache-dit: add --cache.")
     cache = CacheController(pipe, settings)
     if config.compile:
+        import cache_dit
+
+        cache_dit.set_compile_configs()  # cache-dit's recommended inductor settings for its hooks
         for name in ("transformer", "transformer_2"):
             module = getattr(pipe, name, None)
             if module is not None:
