@@ -77,7 +77,6 @@ class Runner:
         self._max_queued = max_queued
         self._on_fatal = on_fatal
         self._engine: Engine | None = None
-        self._load_error: BaseException | None = None
         self._pending: deque[_Job] = deque()
         self._control: deque[tuple[Callable[[Engine], Any], Future]] = deque()
         self._cv = threading.Condition()
@@ -86,7 +85,6 @@ class Runner:
         self._thread: threading.Thread | None = None
         self._encoders = ThreadPoolExecutor(max_workers=2, thread_name_prefix="openai-dit-encode")
         self._recent_seconds = 1.0  # moving average of one call, for Retry-After
-        self.completed = 0
 
     # --- lifecycle -------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -94,18 +92,23 @@ class Runner:
         self._thread.start()
 
     def stop(self, timeout: float | None = None) -> None:
+        """Fail what waits, stop the running call at its next step, let started encodings finish."""
         with self._cv:
             self._stopping = True
+            shutting_down = ModelNotReady("The server is shutting down.")
             for job in self._pending:
                 job.cancelled.set()
-                _settle(job.future, error=ModelNotReady("The server is shutting down."))
+                _settle(job.future, error=shutting_down)
             self._pending.clear()
+            for _, future in self._control:
+                _settle(future, error=shutting_down)
+            self._control.clear()
             if self._running is not None:
                 self._running.cancelled.set()
             self._cv.notify_all()
         if self._thread is not None:
             self._thread.join(timeout)
-        self._encoders.shutdown(wait=False, cancel_futures=True)
+        self._encoders.shutdown(wait=True)
 
     @property
     def ready(self) -> bool:
@@ -132,6 +135,8 @@ class Runner:
             raise ModelNotReady()
         job = _Job(request=request, future=Future(), on_progress=on_progress, finalize=finalize)
         with self._cv:
+            if self._stopping:
+                raise ModelNotReady("The server is shutting down.")
             if len(self._pending) >= self._max_queued:
                 wait = self._recent_seconds * (len(self._pending) + 1)
                 raise QueueFull(retry_after_s=max(1, math.ceil(wait)))
@@ -149,6 +154,8 @@ class Runner:
             raise ModelNotReady()
         future: Future = Future()
         with self._cv:
+            if self._stopping:
+                raise ModelNotReady("The server is shutting down.")
             self._control.append((fn, future))
             self._cv.notify()
         return await asyncio.wrap_future(future)
@@ -167,7 +174,6 @@ class Runner:
         try:
             self._engine = self._engine_factory()
         except BaseException as exc:  # noqa: BLE001 - any load failure ends the server
-            self._load_error = exc
             logger.error("model failed to load: %s", exc)
             if self._on_fatal is not None:
                 self._on_fatal(exc)
@@ -218,7 +224,6 @@ class Runner:
             return
         elapsed = time.monotonic() - started
         self._recent_seconds = 0.8 * self._recent_seconds + 0.2 * elapsed
-        self.completed += 1
         if job.finalize is None:
             _settle(job.future, result)
         else:

@@ -14,7 +14,7 @@ import uvicorn
 from fakes import FakeEngine
 
 from openai_dit.config import ServerConfig
-from openai_dit.errors import ModelNotReady
+from openai_dit.errors import ModelNotReady, RequestCancelled
 from openai_dit.runner import Runner
 from openai_dit.types import GenerationRequest, Task
 
@@ -156,3 +156,28 @@ def test_client_disconnect_cancels_running_and_queued_work():
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def test_stop_fails_queued_work_and_refuses_new_work():
+    engine = FakeEngine()
+    engine.gate = threading.Event()
+    runner = started_runner(engine)
+
+    async def scenario():
+        running = asyncio.ensure_future(runner.submit(make_request(seed=1)))
+        await asyncio.to_thread(engine.started.wait, 5)
+        queued = asyncio.ensure_future(runner.submit(make_request(seed=2)))
+        await asyncio.sleep(0.05)
+        stopper = asyncio.ensure_future(asyncio.to_thread(runner.stop, 10))
+        await asyncio.sleep(0.05)
+        engine.gate.set()
+        await stopper
+        with pytest.raises(ModelNotReady):
+            await queued
+        with pytest.raises(RequestCancelled):  # the running call ends at its next step
+            await running
+        with pytest.raises(ModelNotReady):
+            await runner.submit(make_request())
+
+    asyncio.run(scenario())
+    assert [c.seed for c in engine.calls] == [1] and engine.cancelled_calls == 1
