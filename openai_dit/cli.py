@@ -80,7 +80,7 @@ def serve(config: ServerConfig) -> int:
     runner = Runner(load_engine, max_queued=config.max_queued_requests, on_fatal=on_fatal)
     app = create_app(config, runner)
     server = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port, log_level=config.log_level,
-                                           access_log=config.log_level == "debug", timeout_graceful_shutdown=30))
+                                           timeout_graceful_shutdown=30))
     server.run()
     if failure:
         logger.error("exiting: the model could not be loaded: %s", failure[0])
