@@ -64,7 +64,8 @@ def check_request(body: GenerateRequest, caps: ModelCapabilities, model_name: st
         limit = 1 if task is Task.IMAGE_TO_VIDEO else caps.max_input_images
         raise InvalidRequest(f"Model '{model_name}' takes at most {limit} input image(s) for {task.value}; got "
                              f"{n_images}.", param="image_urls", code="too_many_images")
-    check_size(body.width, body.height, caps)
+    if body.width is not None or body.height is not None:
+        check_size(body.width or caps.default_width, body.height or caps.default_height, caps)
     if task.is_video:
         if body.num_frames is not None:
             check_frames(body.num_frames, caps)
@@ -93,12 +94,13 @@ def to_generation_request(body: GenerateRequest, task: Task, caps: ModelCapabili
     num_frames = body.num_frames if task.is_video else None
     if task.is_video and num_frames is None:
         num_frames = caps.default_num_frames
+    width, height = caps.default_size(images[0].size if images else None)
     return GenerationRequest(
         task=task,
         prompt=body.prompt,
         negative_prompt=body.negative_prompt or None,
-        width=body.width,
-        height=body.height,
+        width=body.width or width,
+        height=body.height or height,
         num_inference_steps=body.num_inference_steps,
         guidance_scale=body.guidance_scale,
         true_cfg_scale=body.true_cfg_scale,

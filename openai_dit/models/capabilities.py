@@ -43,12 +43,26 @@ class ModelCapabilities:
     frame_multiple: int | None = None
     default_num_frames: int | None = None
     default_steps: int = 50
+    default_width: int = 1024
+    default_height: int = 1024
     batch_keyword: str = "num_images_per_prompt"
     extra_parameters: frozenset[str] = field(default_factory=frozenset)
     min_input_side: int = 1
 
     def accepts(self, parameter: str) -> bool:
         return parameter in self.call_parameters
+
+    def default_size(self, reference: tuple[int, int] | None = None) -> tuple[int, int]:
+        """The size used when a request names none: the model's default, or for image inputs the first
+        input's aspect ratio at the model's default pixel count, rounded to `size_multiple`."""
+        if reference is None:
+            return self.default_width, self.default_height
+        m = self.size_multiple
+        area = self.default_width * self.default_height
+        ratio = reference[0] / reference[1]
+        width = max(m, round((area * ratio) ** 0.5 / m) * m)
+        height = max(m, round((area / ratio) ** 0.5 / m) * m)
+        return width, height
 
     def check_input_image(self, width: int, height: int, param: str) -> None:
         """Refuse, before any model work, an input image this pipeline would fail on."""
@@ -66,6 +80,8 @@ class ModelCapabilities:
             "max_input_images": self.max_input_images,
             "parameters": sorted(self.call_parameters - _RESERVED),
             "size_multiple": self.size_multiple,
+            "default_size": [self.default_width, self.default_height],
+            "default_num_frames": self.default_num_frames,
             "frame_multiple": self.frame_multiple,
         }
 
@@ -79,7 +95,23 @@ def _size_multiple(pipe) -> int:
     return factor * 2  # latents are packed into 2x2 patches (Flux, Qwen-Image, SD3, ...)
 
 
-def capabilities_of(pipe) -> ModelCapabilities:
+def _default_dimension(pipe, params, name: str, hints: dict) -> int:
+    """The hints file, else the pipeline's own default, else its default sample size (Flux: 128 x 8)."""
+    if isinstance(hints.get(f"default_{name}"), int):
+        return hints[f"default_{name}"]
+    default = params[name].default if name in params else None
+    if isinstance(default, int):
+        return default
+    sample_size = getattr(pipe, "default_sample_size", None)
+    factor = getattr(pipe, "vae_scale_factor", None)
+    if isinstance(sample_size, int) and isinstance(factor, int):
+        return sample_size * factor
+    return 1024
+
+
+def capabilities_of(pipe, hints: dict | None = None) -> ModelCapabilities:
+    """Read what `pipe` can do; `hints` (from the model folder) may set default_width/height/num_frames."""
+    hints = hints or {}
     cls = type(pipe)
     params = inspect.signature(cls.__call__).parameters
     names = frozenset(params)
@@ -98,7 +130,7 @@ def capabilities_of(pipe) -> ModelCapabilities:
             tasks.add(Task.IMAGE_EDIT)
         if not image_required:
             tasks.add(Task.TEXT_TO_IMAGE)
-    default_frames = params["num_frames"].default if is_video else None
+    default_frames = hints.get("default_num_frames", params["num_frames"].default) if is_video else None
     frame_multiple = int(getattr(pipe, "vae_scale_factor_temporal", 4)) if is_video else None
     steps_default = params["num_inference_steps"].default if "num_inference_steps" in params else 50
     return ModelCapabilities(
@@ -113,4 +145,6 @@ def capabilities_of(pipe) -> ModelCapabilities:
         batch_keyword="num_videos_per_prompt" if "num_videos_per_prompt" in names else "num_images_per_prompt",
         extra_parameters=names - _RESERVED,
         min_input_side=_MIN_INPUT_SIDE.get(name, 1),
+        default_width=_default_dimension(pipe, params, "width", hints),
+        default_height=_default_dimension(pipe, params, "height", hints),
     )

@@ -200,5 +200,5 @@ def load_model(config: ServerConfig) -> LoadedModel:
             module = getattr(pipe, name, None)
             if module is not None:
                 module.compile()
-    return LoadedModel(pipe=pipe, capabilities=capabilities_of(pipe), device=device, dtype=dtype, cache=cache,
+    return LoadedModel(pipe=pipe, capabilities=capabilities_of(pipe, hints), device=device, dtype=dtype, cache=cache,
                        compile=config.compile, hints=hints)

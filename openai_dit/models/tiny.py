@@ -19,7 +19,10 @@ import torch
 __all__ = ["BUILTIN_MODELS", "HINTS_FILE", "builtin_model_dir", "is_builtin", "write_builtin"]
 
 HINTS_FILE = "openai_dit.json"
-_FORMAT_VERSION = "1"
+_FORMAT_VERSION = "2"
+# Defaults for requests that name no size: small enough to be quick on a CPU.
+_IMAGE_DEFAULTS = {"default_width": 256, "default_height": 256}
+_VIDEO_DEFAULTS = {"default_width": 64, "default_height": 64, "default_num_frames": 9}
 
 
 def _flux(hidden_heads: int, head_dim: int, layers: int, single_layers: int, text_dim: int, vae_ch: int):
@@ -53,7 +56,7 @@ def _flux(hidden_heads: int, head_dim: int, layers: int, single_layers: int, tex
     )
     scheduler = FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15)
     return FluxPipeline(scheduler=scheduler, vae=vae, text_encoder=clip, tokenizer=clip_tok, text_encoder_2=t5,
-                        tokenizer_2=t5_tok, transformer=transformer), {}
+                        tokenizer_2=t5_tok, transformer=transformer), dict(_IMAGE_DEFAULTS)
 
 
 def _flux2_klein():
@@ -87,7 +90,7 @@ def _flux2_klein():
     )
     scheduler = FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15)
     return Flux2KleinPipeline(scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
-                              transformer=transformer, is_distilled=True), {}
+                              transformer=transformer, is_distilled=True), dict(_IMAGE_DEFAULTS)
 
 
 def _qwen_image_edit_plus():
@@ -134,7 +137,7 @@ def _qwen_image_edit_plus():
     pipe = QwenImageEditPlusPipeline(scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
                                      processor=processor, transformer=transformer)
     # The pipeline resizes every input to ~1 MP before the VAE; a tiny model serves at 128x128 instead.
-    return pipe, {"vae_image_area": 128 * 128, "condition_image_area": 112 * 112}
+    return pipe, {"vae_image_area": 128 * 128, "condition_image_area": 112 * 112, **_IMAGE_DEFAULTS}
 
 
 def _wan(image_to_video: bool):
@@ -168,10 +171,10 @@ def _wan(image_to_video: bool):
     scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0)
     common = dict(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, scheduler=scheduler)
     if not image_to_video:
-        return WanPipeline(transformer=transformer(), **common), {}
+        return WanPipeline(transformer=transformer(), **common), dict(_VIDEO_DEFAULTS)
     # Wan 2.2 style: two experts split at boundary_ratio, no CLIP image encoder.
     return WanImageToVideoPipeline(transformer=transformer(), transformer_2=transformer(), boundary_ratio=0.875,
-                                   image_encoder=None, image_processor=None, **common), {}
+                                   image_encoder=None, image_processor=None, **common), dict(_VIDEO_DEFAULTS)
 
 
 BUILTIN_MODELS: dict[str, Callable[[], tuple]] = {

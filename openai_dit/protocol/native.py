@@ -17,8 +17,9 @@ class GenerateRequest(msgspec.Struct, kw_only=True):
 
     prompt: Annotated[str, Meta(min_length=1, max_length=100_000, description="What to generate.")]
     negative_prompt: Annotated[str, Meta(max_length=100_000)] = ""
-    width: Annotated[int, Meta(ge=64, le=4096)] = 1024
-    height: Annotated[int, Meta(ge=64, le=4096)] = 1024
+    width: Annotated[int, Meta(ge=64, le=4096, description="Absent: the model's default (1024 for FLUX); for "
+                               "image inputs, the first input's aspect ratio at that pixel count.")] | None = None
+    height: Annotated[int, Meta(ge=64, le=4096)] | None = None
     num_inference_steps: Annotated[int, Meta(ge=1, le=200)] = 50
     guidance_scale: Annotated[float, Meta(ge=0, le=20)] = 7.5
     true_cfg_scale: Annotated[float, Meta(ge=0, le=20)] | None = None
@@ -58,7 +59,9 @@ class ModelInfoResponse(msgspec.Struct, kw_only=True):
     tasks: list[str] = msgspec.field(default_factory=list)
     max_input_images: int = 0
     size_multiple: int | None = None
+    default_size: list[int] | None = None
     frame_multiple: int | None = None
+    default_num_frames: int | None = None
     parameters: list[str] = msgspec.field(default_factory=list)
     cache: dict | None = None
     compile: bool = False

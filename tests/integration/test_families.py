@@ -89,6 +89,9 @@ def test_wan_text_to_video():
         assert generate(url, **body)["video"] == video["video"]
         bad = httpx.post(f"{url}/generate", json={"prompt": "x", "width": 64, "height": 64, "num_frames": 10})
         assert bad.status_code == 400 and bad.json()["error"]["param"] == "num_frames"
+        # Nothing but a prompt: the tiny model's defaults (64x64, 9 frames), quick on a CPU.
+        bare = httpx.post(f"{url}/generate", json={"prompt": "a cat", "num_inference_steps": 2}, timeout=120)
+        assert bare.status_code == 200 and len(frames_of(bare.json()["video"])) == 9
         compat(url)
 
 

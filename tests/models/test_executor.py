@@ -105,7 +105,10 @@ def test_capabilities_come_from_the_pipeline(load):
     assert qwen.tasks == {Task.IMAGE_EDIT} and qwen.max_input_images == 3
     i2v = load("tiny:wan-i2v").capabilities
     assert i2v.tasks == {Task.IMAGE_TO_VIDEO} and i2v.frame_multiple == 4 and i2v.size_multiple == 16
-    assert load("tiny:wan-t2v").capabilities.tasks == {Task.TEXT_TO_VIDEO}
+    t2v = load("tiny:wan-t2v").capabilities
+    assert t2v.tasks == {Task.TEXT_TO_VIDEO}
+    assert (t2v.default_width, t2v.default_height, t2v.default_num_frames) == (64, 64, 9)
+    assert caps.default_size() == (256, 256) and caps.default_size((200, 100)) == (368, 176)
 
 
 def test_cache_settings_take_effect_and_are_reported(load, caplog):

@@ -62,13 +62,19 @@ def test_random_seed_is_reported_and_reproduces():
         assert negative["seeds"][0] >= 0
 
 
-def test_defaults_follow_the_old_contract():
+def test_defaults_follow_the_old_contract_and_the_model():
     engine = FakeEngine()
     with serving(engine) as client:
         assert client.post("/generate", json={"prompt": "x", "num_inference_steps": 1}).status_code == 200
         request = engine.calls[-1]
         assert (request.width, request.height, request.guidance_scale) == (1024, 1024, 7.5)
         assert request.negative_prompt is None and request.num_outputs == 1
+        # With an input image and no size: its aspect ratio at the model's default pixel count.
+        edit = {"prompt": "x", "num_inference_steps": 1, "image_urls": [data_uri(png_bytes(40, 30))]}
+        assert client.post("/generate", json=edit).status_code == 200
+        assert (engine.calls[-1].width, engine.calls[-1].height) == (1184, 880)
+        assert client.post("/generate", json={**edit, "width": 512, "height": 256}).status_code == 200
+        assert (engine.calls[-1].width, engine.calls[-1].height) == (512, 256)
 
 
 @pytest.mark.parametrize(
