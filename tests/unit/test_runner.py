@@ -49,17 +49,27 @@ def test_progress_is_reported_per_step():
     runner.stop()
 
 
-def test_cancelled_waiter_drops_queued_job_and_stops_running_one():
+def gated_runner() -> tuple[FakeEngine, Runner]:
+    """A runner whose engine holds every call at its first step until `engine.gate` is set."""
     engine = FakeEngine()
     engine.gate = threading.Event()
-    runner = started_runner(engine)
+    return engine, started_runner(engine)
+
+
+async def one_running_one_queued(engine: FakeEngine, runner: Runner):
+    running = asyncio.ensure_future(runner.submit(make_request(seed=1)))
+    await asyncio.to_thread(engine.started.wait, 5)
+    queued = asyncio.ensure_future(runner.submit(make_request(seed=2)))
+    await asyncio.sleep(0.05)
+    assert runner.queued == 1
+    return running, queued
+
+
+def test_cancelled_waiter_drops_queued_job_and_stops_running_one():
+    engine, runner = gated_runner()
 
     async def scenario():
-        running = asyncio.ensure_future(runner.submit(make_request(seed=1)))
-        await asyncio.to_thread(engine.started.wait, 5)
-        queued = asyncio.ensure_future(runner.submit(make_request(seed=2)))
-        await asyncio.sleep(0.05)
-        assert runner.queued == 1
+        running, queued = await one_running_one_queued(engine, runner)
         queued.cancel()
         await asyncio.sleep(0.05)
         assert runner.queued == 0  # dropped before it ever ran
@@ -159,15 +169,10 @@ def test_client_disconnect_cancels_running_and_queued_work():
 
 
 def test_stop_fails_queued_work_and_refuses_new_work():
-    engine = FakeEngine()
-    engine.gate = threading.Event()
-    runner = started_runner(engine)
+    engine, runner = gated_runner()
 
     async def scenario():
-        running = asyncio.ensure_future(runner.submit(make_request(seed=1)))
-        await asyncio.to_thread(engine.started.wait, 5)
-        queued = asyncio.ensure_future(runner.submit(make_request(seed=2)))
-        await asyncio.sleep(0.05)
+        running, queued = await one_running_one_queued(engine, runner)
         stopper = asyncio.ensure_future(asyncio.to_thread(runner.stop, 10))
         await asyncio.sleep(0.05)
         engine.gate.set()
