@@ -9,8 +9,6 @@ from contextlib import asynccontextmanager
 
 from litestar import Litestar, Request, Response
 from litestar.datastructures import State
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from .. import __version__
@@ -19,6 +17,7 @@ from ..errors import RequestCancelled, error_response
 from ..media import MediaPolicy
 from ..runner import Runner
 from ..serving.native import NativeService
+from .docs import docs_router, openapi_config
 from .native import NativeController
 
 __all__ = ["create_app"]
@@ -82,14 +81,13 @@ def create_app(config: ServerConfig, runner: Runner) -> Litestar:
             runner.stop(timeout=30)
 
     return Litestar(
-        route_handlers=[NativeController],
+        route_handlers=[NativeController, docs_router()],
         exception_handlers={Exception: _handle_exception},
         middleware=[_request_id_middleware],
         lifespan=[lifespan],
         state=State({"runner": runner, "config": config, "native": NativeService(runner, config, policy)}),
         request_max_body_size=int(config.max_request_body_mb * 1024 * 1024),
-        openapi_config=OpenAPIConfig(title="openai-dit", version=__version__, path="/docs",
-                                     render_plugins=[SwaggerRenderPlugin(path="/")]),
+        openapi_config=openapi_config("openai-dit", __version__),
         logging_config=None,
         debug=False,
     )

@@ -31,7 +31,13 @@ def test_health_model_info_and_docs():
         assert {"model_path", "device", "torch_dtype", "enable_cache", "is_loaded"} <= set(info)
         assert info["is_loaded"] is True and info["model_path"] == "fake-model"
         assert info["tasks"] == ["image-edit", "text-to-image"]
-        assert client.get("/docs").status_code == 200
+        page = client.get("/docs")
+        assert page.status_code == 200 and "cdn." not in page.text  # works without internet access
+        for asset in ("swagger-ui-bundle.js", "swagger-ui-standalone-preset.js", "swagger-ui.css"):
+            assert f"/docs/assets/{asset}" in page.text
+            assert client.get(f"/docs/assets/{asset}").status_code == 200
+        assert client.get("/docs/assets/..%2F__init__.py").status_code == 404
+        assert client.get("/docs/assets/swagger-editor.css").status_code == 404
         schema = client.get("/docs/openapi.json").json()
         assert "/generate" in schema["paths"]
 
