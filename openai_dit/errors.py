@@ -77,7 +77,7 @@ class RequestCancelled(Exception):
 @dataclass
 class ErrorResponse:
     status_code: int
-    body: dict
+    body: dict | None  # None: nobody is listening (the client has gone)
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -127,6 +127,8 @@ def error_response(exc: BaseException) -> ErrorResponse:
     """Map any exception to (status, OpenAI error body, headers). Unknown exceptions become a generic 500."""
     from litestar.exceptions import HTTPException, ValidationException
 
+    if isinstance(exc, RequestCancelled):
+        return ErrorResponse(499, None)  # nginx's "client closed request", for the access log
     if isinstance(exc, APIError):
         return ErrorResponse(exc.status_code, _body(exc.message, exc.error_type, exc.param, exc.code), exc.headers)
     if isinstance(exc, ValidationException):

@@ -13,7 +13,7 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 
 from .. import __version__
 from ..config import ServerConfig
-from ..errors import RequestCancelled, error_response
+from ..errors import error_response
 from ..media import MediaPolicy
 from ..runner import Runner
 from ..serving.native import NativeService
@@ -24,19 +24,10 @@ __all__ = ["create_app"]
 
 logger = logging.getLogger("openai_dit.server")
 
-_REQUEST_ID_HEADER = "x-request-id"
-
-
 def _handle_exception(request: Request, exc: Exception) -> Response:
-    """The only exception handler: every error leaves in the OpenAI shape."""
-    if isinstance(exc, RequestCancelled):
-        return Response(content=None, status_code=499)
+    """The only exception handler: every error leaves in the OpenAI shape (see `errors.error_response`)."""
     mapped = error_response(exc)
-    headers = dict(mapped.headers)
-    request_id = request.scope.get("state", {}).get("request_id")
-    if request_id:
-        headers[_REQUEST_ID_HEADER] = request_id
-    return Response(content=mapped.body, status_code=mapped.status_code, headers=headers,
+    return Response(content=mapped.body, status_code=mapped.status_code, headers=mapped.headers,
                     media_type="application/json")
 
 
