@@ -29,6 +29,6 @@ class NativeController(Controller):
     async def generate(self, data: JSONBody[GenerateRequest], request: Request, state: State) -> GenerateResponse:
         return await cancel_on_disconnect(request, state.native.generate(data, request.state.request_id))
 
-    @post("/flush_cache", status_code=200, summary="Release cache-dit's cached state (on every rank)")
+    @post("/flush_cache", status_code=200, summary="Release cache-dit's cached state and free memory")
     async def flush_cache(self, state: State) -> FlushCacheResponse:
         return await state.native.flush_cache()
