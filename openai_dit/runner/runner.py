@@ -84,7 +84,7 @@ class Runner:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._encoders = ThreadPoolExecutor(max_workers=2, thread_name_prefix="openai-dit-encode")
-        self._recent_seconds = 1.0  # moving average of one call, for Retry-After
+        self._recent_seconds: float | None = None  # moving average of one call, for Retry-After
 
     # --- lifecycle -------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -138,7 +138,7 @@ class Runner:
             if self._stopping:
                 raise ModelNotReady("The server is shutting down.")
             if len(self._pending) >= self._max_queued:
-                wait = self._recent_seconds * (len(self._pending) + 1)
+                wait = (self._recent_seconds or 1.0) * (len(self._pending) + 1)  # until the queue has drained
                 raise QueueFull(retry_after_s=max(1, math.ceil(wait)))
             self._pending.append(job)
             self._cv.notify()
@@ -223,7 +223,8 @@ class Runner:
             _settle(job.future, error=exc)
             return
         elapsed = time.monotonic() - started
-        self._recent_seconds = 0.8 * self._recent_seconds + 0.2 * elapsed
+        previous = self._recent_seconds
+        self._recent_seconds = elapsed if previous is None else 0.8 * previous + 0.2 * elapsed
         if job.finalize is None:
             _settle(job.future, result)
         else:
