@@ -41,8 +41,6 @@ class GenerationRequest:
     sigmas: list[float] | None = None
     num_frames: int | None = None
     images: list[Image] = field(default_factory=list)
-    # Other pipeline keywords the model declared (validated by the adapter).
-    extra: dict[str, Any] = field(default_factory=dict)
     request_id: str = ""
 
     @property

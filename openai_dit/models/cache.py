@@ -53,10 +53,6 @@ class CacheController:
             self._enable(num_inference_steps=None)
 
     @property
-    def enabled(self) -> bool:
-        return self._settings is not None
-
-    @property
     def settings(self) -> CacheSettings | None:
         return self._settings
 

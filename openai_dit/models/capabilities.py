@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..errors import InvalidRequest
 from ..types import Task
@@ -42,11 +42,9 @@ class ModelCapabilities:
     size_multiple: int
     frame_multiple: int | None = None
     default_num_frames: int | None = None
-    default_steps: int = 50
     default_width: int = 1024
     default_height: int = 1024
     batch_keyword: str = "num_images_per_prompt"
-    extra_parameters: frozenset[str] = field(default_factory=frozenset)
     min_input_side: int = 1
 
     def accepts(self, parameter: str) -> bool:
@@ -132,7 +130,6 @@ def capabilities_of(pipe, hints: dict | None = None) -> ModelCapabilities:
             tasks.add(Task.TEXT_TO_IMAGE)
     default_frames = hints.get("default_num_frames", params["num_frames"].default) if is_video else None
     frame_multiple = int(getattr(pipe, "vae_scale_factor_temporal", 4)) if is_video else None
-    steps_default = params["num_inference_steps"].default if "num_inference_steps" in params else 50
     return ModelCapabilities(
         pipeline_class=name,
         tasks=frozenset(tasks),
@@ -141,9 +138,7 @@ def capabilities_of(pipe, hints: dict | None = None) -> ModelCapabilities:
         size_multiple=_size_multiple(pipe),
         frame_multiple=frame_multiple,
         default_num_frames=default_frames if isinstance(default_frames, int) else None,
-        default_steps=steps_default if isinstance(steps_default, int) else 50,
         batch_keyword="num_videos_per_prompt" if "num_videos_per_prompt" in names else "num_images_per_prompt",
-        extra_parameters=names - _RESERVED,
         min_input_side=_MIN_INPUT_SIDE.get(name, 1),
         default_width=_default_dimension(pipe, params, "width", hints),
         default_height=_default_dimension(pipe, params, "height", hints),

@@ -70,7 +70,6 @@ class PipelineExecutor:
         if request.images:
             many = caps.max_input_images > 1
             kwargs["image"] = list(request.images) if many else request.images[0]
-        kwargs.update(request.extra)
         return kwargs
 
     def _warm_up(self, request: GenerationRequest, kwargs: dict[str, Any]) -> None:
