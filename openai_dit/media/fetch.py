@@ -56,8 +56,9 @@ def _address_allowed(address: str) -> bool:
     ip = ipaddress.ip_address(address)
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    return not (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_reserved
-                or ip.is_unspecified)
+    # is_global excludes private, loopback, link-local (cloud metadata), shared (CGNAT), reserved and
+    # documentation ranges alike.
+    return ip.is_global and not ip.is_multicast
 
 
 async def _public_addresses(host: str, port: int, param: str) -> list[str]:

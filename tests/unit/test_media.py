@@ -49,7 +49,8 @@ def _policy(handler, **kwargs) -> MediaPolicy:
 @pytest.fixture
 def fake_dns(monkeypatch):
     """public.test resolves to a public address, internal.test to a private one; nothing real is contacted."""
-    table = {"public.test": "93.184.216.34", "internal.test": "10.1.2.3", "meta.test": "169.254.169.254"}
+    table = {"public.test": "93.184.216.34", "internal.test": "10.1.2.3", "meta.test": "169.254.169.254",
+             "cgnat.test": "100.64.1.2", "mapped.test": "::ffff:127.0.0.1"}
 
     async def getaddrinfo(self, host, port, **kwargs):
         if host not in table:
@@ -64,7 +65,8 @@ def test_fetch_public_url(fake_dns):
     assert asyncio.run(load_image_bytes("https://public.test/a.png", policy, param="p")) == png_bytes()
 
 
-@pytest.mark.parametrize("url", ["http://internal.test/x", "http://meta.test/latest", "http://127.0.0.1/x",
+@pytest.mark.parametrize("url", ["http://internal.test/x", "http://meta.test/latest", "http://cgnat.test/x",
+                                 "http://mapped.test/x", "http://127.0.0.1/x",
                                  "http://[::1]/x", "http://localhost/x"])
 def test_private_addresses_are_refused(fake_dns, url, monkeypatch):
     calls = []
