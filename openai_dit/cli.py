@@ -42,6 +42,8 @@ def _check_launch(config: ServerConfig) -> str | None:
         return "--parallel-text-encoder / --parallel-vae need --parallel-type under torchrun"
     if config.lora_name and not config.lora_path:
         return "--lora-name needs --lora-path"
+    if (config.scm or config.taylorseer) and not config.cache:
+        return "--scm and --taylorseer configure cache-dit: add --cache"
     if config.output_dir and os.path.exists(config.output_dir) and not os.path.isdir(config.output_dir):
         return f"--output-dir {config.output_dir} is not a folder"
     if config.allowed_local_media_path and not os.path.isdir(config.allowed_local_media_path):
@@ -69,18 +71,15 @@ def serve(config: ServerConfig) -> int:
 
         return PipelineExecutor(load_model(config))
 
-    server: uvicorn.Server | None = None
     failure: list[BaseException] = []
 
-    def on_fatal(exc: BaseException) -> None:
+    def on_fatal(exc: BaseException) -> None:  # the model cannot load: stop serving, exit non-zero
         failure.append(exc)
-        if server is not None:
-            server.should_exit = True
+        server.should_exit = True
 
     runner = Runner(load_engine, max_queued=config.max_queued_requests, on_fatal=on_fatal)
-    app = create_app(config, runner)
-    server = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port, log_level=config.log_level,
-                                           timeout_graceful_shutdown=30))
+    server = uvicorn.Server(uvicorn.Config(create_app(config, runner), host=config.host, port=config.port,
+                                           log_level=config.log_level, timeout_graceful_shutdown=30))
     server.run()
     if failure:
         logger.error("exiting: the model could not be loaded: %s", failure[0])

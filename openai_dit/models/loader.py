@@ -148,10 +148,6 @@ def load_model(config: ServerConfig) -> LoadedModel:
         raise StartupError("--enable-cpu-offload moves components to a GPU while they run; it needs CUDA.")
     if config.enable_cpu_offload and config.device_map:
         raise StartupError("--enable-cpu-offload and --device-map cannot be combined.")
-    if config.lora_name and not config.lora_path:
-        raise StartupError("--lora-name needs --lora-path.")
-    if (config.scm or config.taylorseer) and not config.cache:
-        raise StartupError("--scm and --taylorseer configure cache-dit: add --cache.")
     if config.quantize_type:
         _check_quantize_type(config.quantize_type, device)
     source, hints = _resolve_source(config.model_path)

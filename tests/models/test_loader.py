@@ -60,7 +60,6 @@ def test_lora_fused_and_unfused_change_the_output_alike(load, lora_dir):
     ({"device": "cuda"}, "CUDA"),
     ({"model_path": "tiny:nonexistent"}, "unknown built-in"),
     ({"model_path": "/nonexistent/folder"}, "could not load"),
-    ({"scm": "fast"}, "--cache"),
     ({"pipeline_quant_config_path": "/nonexistent.json"}, "no such file"),
 ])
 def test_clear_startup_errors(overrides, words):

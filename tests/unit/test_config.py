@@ -65,6 +65,8 @@ def test_readme_documents_every_flag():
     (["--parallel-vae"], {}, "--parallel-type"),
     ([], {"WORLD_SIZE": "2"}, "torchrun"),
     (["--lora-name", "x.safetensors"], {}, "--lora-path"),
+    (["--scm", "fast"], {}, "--cache"),
+    (["--taylorseer"], {}, "--cache"),
     (["--allowed-local-media-path", "/nonexistent/dir"], {}, "not a folder"),
     (["--max-queued-requests", "0"], {}, "at least 1"),
 ])
