@@ -88,14 +88,13 @@ def serve(config: ServerConfig) -> int:
 
 
 def write_tiny(name: str, directory: str) -> int:
-    from .models.tiny import BUILTIN_MODELS, write_builtin
+    from .models.tiny import write_builtin
 
-    if ":" not in name:
-        name = f"tiny:{name}"
-    if name not in BUILTIN_MODELS:
-        print(f"unknown built-in model {name!r}; known: {', '.join(sorted(BUILTIN_MODELS))}", file=sys.stderr)
+    try:
+        path = write_builtin(name if ":" in name else f"tiny:{name}", directory)
+    except KeyError as exc:
+        print(exc.args[0], file=sys.stderr)
         return 2
-    path = write_builtin(name, directory)
     print(path)
     return 0
 

@@ -19,7 +19,7 @@ import torch
 __all__ = ["BUILTIN_MODELS", "HINTS_FILE", "builtin_model_dir", "is_builtin", "write_builtin"]
 
 HINTS_FILE = "openai_dit.json"
-_FORMAT_VERSION = "2"
+_FORMAT_VERSION = "3"
 # Defaults for requests that name no size: small enough to be quick on a CPU.
 _IMAGE_DEFAULTS = {"default_width": 256, "default_height": 256}
 _VIDEO_DEFAULTS = {"default_width": 64, "default_height": 64, "default_num_frames": 9}
@@ -179,7 +179,7 @@ def _wan(image_to_video: bool):
 
 BUILTIN_MODELS: dict[str, Callable[[], tuple]] = {
     "tiny:flux": lambda: _flux(hidden_heads=2, head_dim=16, layers=1, single_layers=1, text_dim=32, vae_ch=8),
-    "small:flux": lambda: _flux(hidden_heads=6, head_dim=64, layers=2, single_layers=2, text_dim=128, vae_ch=32),
+    "small:flux": lambda: _flux(hidden_heads=6, head_dim=64, layers=2, single_layers=3, text_dim=128, vae_ch=32),
     "tiny:flux2-klein": _flux2_klein,
     "tiny:qwen-image-edit-plus": _qwen_image_edit_plus,
     "tiny:wan-t2v": lambda: _wan(image_to_video=False),
@@ -210,10 +210,14 @@ def _cache_root() -> Path:
     return Path(root) / "builtin"
 
 
-def write_builtin(name: str, directory: str | os.PathLike) -> Path:
-    """Build the built-in model `name` and save it to `directory` (loadable by plain diffusers)."""
+def _check_name(name: str) -> None:
     if name not in BUILTIN_MODELS:
         raise KeyError(f"unknown built-in model {name!r}; known: {', '.join(sorted(BUILTIN_MODELS))}")
+
+
+def write_builtin(name: str, directory: str | os.PathLike) -> Path:
+    """Build the built-in model `name` and save it to `directory` (loadable by plain diffusers)."""
+    _check_name(name)
     pipe, hints = BUILTIN_MODELS[name]()
     directory = Path(directory)
     pipe.save_pretrained(directory, safe_serialization=True)
@@ -224,8 +228,7 @@ def write_builtin(name: str, directory: str | os.PathLike) -> Path:
 
 def builtin_model_dir(name: str) -> Path:
     """The cached directory of a built-in model, built on first use (safe across processes)."""
-    if name not in BUILTIN_MODELS:
-        raise KeyError(f"unknown built-in model {name!r}; known: {', '.join(sorted(BUILTIN_MODELS))}")
+    _check_name(name)
     root = _cache_root()
     root.mkdir(parents=True, exist_ok=True)
     target = root / f"{name.replace(':', '-')}-v{_FORMAT_VERSION}"
