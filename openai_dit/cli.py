@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -53,9 +54,26 @@ def _check_launch(config: ServerConfig) -> str | None:
     return None
 
 
-def serve(config: ServerConfig) -> int:
+def _uvicorn_server(app, config: ServerConfig):
     import uvicorn
 
+    class Server(uvicorn.Server):
+        """After a graceful shutdown uvicorn raises the caught SIGTERM again, so the process dies by it; a server
+        that drained its work exits 0 instead, which orchestrators read as a clean stop."""
+
+        @contextlib.contextmanager
+        def capture_signals(self):
+            with super().capture_signals():
+                try:
+                    yield
+                finally:
+                    self._captured_signals.clear()
+
+    return Server(uvicorn.Config(app, host=config.host, port=config.port, log_level=config.log_level,
+                                 timeout_graceful_shutdown=30))
+
+
+def serve(config: ServerConfig) -> int:
     from .runner import Runner
     from .server import create_app
 
@@ -78,8 +96,7 @@ def serve(config: ServerConfig) -> int:
         server.should_exit = True
 
     runner = Runner(load_engine, max_queued=config.max_queued_requests, on_fatal=on_fatal)
-    server = uvicorn.Server(uvicorn.Config(create_app(config, runner), host=config.host, port=config.port,
-                                           log_level=config.log_level, timeout_graceful_shutdown=30))
+    server = _uvicorn_server(create_app(config, runner), config)
     server.run()
     if failure:
         logger.error("exiting: the model could not be loaded: %s", failure[0])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -69,7 +70,7 @@ def create_app(config: ServerConfig, runner: Runner) -> Litestar:
         try:
             yield
         finally:
-            runner.stop(timeout=30)
+            await asyncio.to_thread(runner.stop, 30)
 
     return Litestar(
         route_handlers=[NativeController, docs_router()],

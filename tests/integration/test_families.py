@@ -119,3 +119,39 @@ def test_old_style_invocation_without_subcommand():
     done = subprocess.run([sys.executable, "-m", "openai_dit", "--model-path", "tiny:flux", "--help"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and "--max-continuous-cached-steps" in done.stdout
+
+
+def test_sigterm_lets_the_request_in_flight_finish_then_exits_zero():
+    import signal
+    import threading
+    import time
+
+    from .conftest import free_port
+
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "openai_dit", "serve", "--model-path", "tiny:flux", "--host",
+                                "127.0.0.1", "--port", str(port)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.2)
+        results = []
+        body = {"prompt": "x", "width": 1024, "height": 1024, "num_inference_steps": 30}
+        thread = threading.Thread(target=lambda: results.append(
+            httpx.post(f"http://127.0.0.1:{port}/generate", json=body, timeout=120)))
+        thread.start()
+        time.sleep(0.5)  # the request is running
+        process.send_signal(signal.SIGTERM)
+        thread.join(120)
+        assert results and results[0].status_code == 200 and results[0].json()["images"]
+        assert process.wait(60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
