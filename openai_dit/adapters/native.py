@@ -39,10 +39,11 @@ def check_task(task: Task, caps: ModelCapabilities, model_name: str, *, param: s
         raise UnsupportedTask(f"Model '{model_name}' cannot do {task.value} (it does: {can}).", param=param)
 
 
-def check_size(width: int, height: int, caps: ModelCapabilities) -> None:
+def check_size(width: int | None, height: int | None, caps: ModelCapabilities) -> None:
+    """Sizes the client named must be multiples of the model's; absent ones are derived as multiples."""
     m = caps.size_multiple
     for name, value in (("width", width), ("height", height)):
-        if value % m:
+        if value is not None and value % m:
             raise InvalidRequest(f"{name} must be a multiple of {m} for this model (got {value}; nearest: "
                                  f"{max(m, round(value / m) * m)}).", param=name, code="invalid_size")
 
@@ -64,8 +65,7 @@ def check_request(body: GenerateRequest, caps: ModelCapabilities, model_name: st
         limit = 1 if task is Task.IMAGE_TO_VIDEO else caps.max_input_images
         raise InvalidRequest(f"Model '{model_name}' takes at most {limit} input image(s) for {task.value}; got "
                              f"{n_images}.", param="image_urls", code="too_many_images")
-    if body.width is not None or body.height is not None:
-        check_size(body.width or caps.default_width, body.height or caps.default_height, caps)
+    check_size(body.width, body.height, caps)
     if task.is_video:
         if body.num_frames is not None:
             check_frames(body.num_frames, caps)

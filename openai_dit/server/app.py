@@ -25,6 +25,7 @@ __all__ = ["create_app"]
 
 logger = logging.getLogger("openai_dit.server")
 
+
 def _handle_exception(request: Request, exc: Exception) -> Response:
     """The only exception handler: every error leaves in the OpenAI shape (see `errors.error_response`)."""
     mapped = error_response(exc)

@@ -3,6 +3,7 @@ on machines without internet access."""
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from pathlib import Path
 
@@ -23,6 +24,7 @@ _ASSETS = {
 }
 
 
+@functools.cache
 def _assets_dir() -> Path | None:
     """Swagger UI's files from the `swagger-ui-py` package; None where it is not installed (then: the CDN)."""
     spec = importlib.util.find_spec("swagger_ui")
