@@ -34,6 +34,15 @@ class ServerConfig:
                                    group="server", choices=range(10))
     log_level: str = _opt("info", "Log level.", group="server",
                           choices=("debug", "info", "warning", "error"))
+    # --- OpenAI API
+    quality_steps: str | None = _opt(None, "Steps for the OpenAI `quality` values, e.g. low=8,medium=16,high=28 "
+                                     "(default: a quarter, half and all of the model's default steps; auto = the "
+                                     "model's default).", group="openai")
+    image_url_ttl: int = _opt(3600, "Seconds a response_format=url image stays downloadable.", group="openai")
+    image_url_store_mb: float = _opt(1024.0, "Memory (MiB) kept for response_format=url images; the oldest "
+                                     "expire first when full.", group="openai")
+    public_url: str | None = _opt(None, "Base URL clients reach this server at (e.g. https://gen.example.com), "
+                                  "for image links (default: from each request's Host header).", group="openai")
     # --- model loading
     device: str | None = _opt(None, "Device (default: cuda when available, else cpu).", group="model")
     dtype: str = _opt("auto", "Weights dtype: auto (bfloat16 on GPU, float32 on CPU), bfloat16, float16, float32.",

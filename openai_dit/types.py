@@ -41,6 +41,9 @@ class GenerationRequest:
     sigmas: list[float] | None = None
     num_frames: int | None = None
     images: list[Image] = field(default_factory=list)
+    mask: Image | None = None  # mode "L", white = repaint; only for pipelines that take `mask_image`
+    partial_images: int = 0  # previews to decode from the intermediate latents, spread over the steps
+    cache: dict[str, Any] | None = None  # per-request cache-dit settings over the server's (see CacheController)
     request_id: str = ""
 
     @property
@@ -72,6 +75,7 @@ class GenerationResult:
     images: np.ndarray | None = None
     videos: np.ndarray | None = None
     cache: CacheStats | None = None
+    prompt_tokens: int = 0  # the prompt through the model's tokenizer, for usage reports
 
     @property
     def inference_seconds(self) -> float:
@@ -80,5 +84,9 @@ class GenerationResult:
 
 @dataclass
 class Progress:
+    """After a denoising step; `previews` (N, H, W, 3 uint8) when a partial image was decoded at this step."""
+
     step: int
     total_steps: int
+    previews: np.ndarray | None = None
+    preview_index: int | None = None

@@ -14,13 +14,22 @@ from PIL import Image
 from openai_dit.config import ServerConfig
 from openai_dit.errors import RequestCancelled
 from openai_dit.models.capabilities import ModelCapabilities
+from openai_dit.models.previews import preview_steps
 from openai_dit.runner import Runner
-from openai_dit.types import GenerationRequest, GenerationResult, Task
+from openai_dit.types import GenerationRequest, GenerationResult, Progress, Task
 
 TEXT_TO_IMAGE = ModelCapabilities(
     pipeline_class="FakeImagePipeline", tasks=frozenset({Task.TEXT_TO_IMAGE, Task.IMAGE_EDIT}), max_input_images=2,
     call_parameters=frozenset({"prompt", "image", "negative_prompt", "guidance_scale", "sigmas", "num_inference_steps",
                                "callback_on_step_end"}), size_multiple=16)
+IMAGES = ModelCapabilities(  # an image model as the OpenAI API sees one: edits of up to 2 images, previews
+    pipeline_class="FakeImagePipeline", tasks=frozenset({Task.TEXT_TO_IMAGE, Task.IMAGE_EDIT}), max_input_images=2,
+    call_parameters=frozenset({"prompt", "image", "negative_prompt", "guidance_scale", "num_inference_steps",
+                               "callback_on_step_end"}), size_multiple=16, default_width=256, default_height=128,
+    default_steps=8, previews=True)
+INPAINT = ModelCapabilities(
+    pipeline_class="FakeInpaintPipeline", tasks=frozenset({Task.IMAGE_EDIT}), max_input_images=1,
+    call_parameters=frozenset({"prompt", "image", "mask_image"}), size_multiple=16)
 TEXT_ONLY = ModelCapabilities(
     pipeline_class="FakeTextOnlyPipeline", tasks=frozenset({Task.TEXT_TO_IMAGE}), max_input_images=0,
     call_parameters=frozenset({"prompt", "guidance_scale"}), size_multiple=16)
@@ -53,7 +62,13 @@ class FakeEngine:
                 self.cancelled_calls += 1
                 raise RequestCancelled()
             if on_progress:
-                on_progress(step + 1, request.num_inference_steps)
+                progress = Progress(step + 1, request.num_inference_steps)
+                due = preview_steps(request.num_inference_steps, request.partial_images)
+                if self.capabilities.previews and step + 1 in due:
+                    progress.previews = np.full((request.num_outputs, request.height, request.width, 3), step,
+                                                dtype=np.uint8)
+                    progress.preview_index = due.index(step + 1)
+                on_progress(progress)
             time.sleep(self.step_delay)
         outputs = [np.random.default_rng(seed).integers(0, 256, size=(request.height, request.width, 3),
                                                          dtype=np.uint8) for seed in request.seeds]
@@ -61,7 +76,7 @@ class FakeEngine:
             frames = np.stack([np.stack([o] * request.num_frames) for o in outputs])
             return GenerationResult(seeds=request.seeds, started_at=began, finished_at=time.time(), videos=frames)
         return GenerationResult(seeds=request.seeds, started_at=began, finished_at=time.time(),
-                                images=np.stack(outputs))
+                                images=np.stack(outputs), prompt_tokens=len(request.prompt.split()))
 
     def flush(self) -> None:
         self.flushes += 1
@@ -99,3 +114,15 @@ def data_uri(data: bytes, mime: str = "image/png") -> str:
 
 def decode_png(b64: str) -> Image.Image:
     return Image.open(io.BytesIO(base64.b64decode(b64)))
+
+
+def assert_openai_error(response, status: int, param: str | None = None) -> dict:
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["message"]
+    if param is not None:
+        assert error["param"] == param, error
+    for leak in ("Traceback", "/work/", "/tmp/", "0x7f", "File \""):
+        assert leak not in error["message"]
+    return error

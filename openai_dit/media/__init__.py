@@ -1,6 +1,6 @@
 """Safe media input (fetching and decoding under limits) and output encoders."""
 
-from .decode import ALLOWED_FORMATS, decode_image
+from .decode import ALLOWED_FORMATS, decode_image, decode_mask
 from .encode import IMAGE_MIME_TYPES, encode_image, encode_video, to_base64
 from .fetch import MediaPolicy, load_image_bytes
 
@@ -9,6 +9,7 @@ __all__ = [
     "IMAGE_MIME_TYPES",
     "MediaPolicy",
     "decode_image",
+    "decode_mask",
     "encode_image",
     "encode_video",
     "load_image_bytes",

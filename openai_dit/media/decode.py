@@ -10,13 +10,13 @@ from PIL import Image, ImageOps
 
 from ..errors import InvalidRequest
 
-__all__ = ["ALLOWED_FORMATS", "decode_image"]
+__all__ = ["ALLOWED_FORMATS", "decode_image", "decode_mask"]
 
 ALLOWED_FORMATS = frozenset({"PNG", "JPEG", "WEBP", "BMP", "GIF"})
 
 
-def decode_image(data: bytes, *, max_pixels: int, param: str) -> Image.Image:
-    """Decode one image from bytes; any problem is a 400 naming `param`."""
+def _open(data: bytes, *, max_pixels: int, param: str) -> Image.Image:
+    """Open and load one image, the pixel count checked from its header first; any problem is a 400."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -36,9 +36,29 @@ def decode_image(data: bytes, *, max_pixels: int, param: str) -> Image.Image:
         image = ImageOps.exif_transpose(image)
     except Exception:  # noqa: BLE001 - truncated or corrupt pixel data
         raise InvalidRequest(f"'{param}' is truncated or corrupt.", param=param, code="invalid_image") from None
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+    return image
+
+
+def _has_alpha(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
+
+
+def decode_image(data: bytes, *, max_pixels: int, param: str) -> Image.Image:
+    """Decode one image to RGB (transparency composited on white); any problem is a 400 naming `param`."""
+    image = _open(data, max_pixels=max_pixels, param=param)
+    if _has_alpha(image):
         rgba = image.convert("RGBA")
         background = Image.new("RGB", rgba.size, (255, 255, 255))
         background.paste(rgba, mask=rgba.getchannel("A"))
         return background
     return image.convert("RGB")
+
+
+def decode_mask(data: bytes, *, max_pixels: int, param: str) -> Image.Image:
+    """An OpenAI edit mask (transparent = the area to repaint) -> mode "L", white where the pipeline repaints."""
+    image = _open(data, max_pixels=max_pixels, param=param)
+    if not _has_alpha(image):
+        raise InvalidRequest(f"'{param}' must be an image with an alpha channel: its fully transparent pixels mark "
+                             "the area to edit.", param=param, code="invalid_mask")
+    alpha = image.convert("RGBA").getchannel("A")
+    return alpha.point(lambda a: 255 if a == 0 else 0)

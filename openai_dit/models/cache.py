@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -42,15 +42,20 @@ def count_blocks(pipe) -> int:
 
 
 class CacheController:
-    """Owns cache-dit on one pipeline. Called only from the thread that runs the pipeline."""
+    """Owns cache-dit on one pipeline. Called only from the thread that runs the pipeline.
+
+    The server's settings apply to every call; a request may adjust the ones that only decide which steps are
+    cached (`OVERRIDABLE`), or switch caching off for itself. cache-dit is re-enabled only when the effective
+    settings (or, with a step mask, the step count) differ from the previous call's."""
+
+    OVERRIDABLE = ("rdt", "max_warmup_steps", "max_cached_steps", "max_continuous_cached_steps", "scm_policy")
 
     def __init__(self, pipe, settings: CacheSettings | None) -> None:
         self._pipe = pipe
         self._settings = self._clamped(settings) if settings else None
-        self._active_steps: int | None = None  # step count the current step mask was built for
-        self._enabled = False
+        self._active: tuple[CacheSettings, int | None] | None = None  # what cache-dit is enabled with now
         if self._settings:
-            self._enable(num_inference_steps=None)
+            self._enable(self._settings, num_inference_steps=None)
 
     @property
     def settings(self) -> CacheSettings | None:
@@ -63,14 +68,13 @@ class CacheController:
             Bn = max(0, min(settings.Bn, blocks - Fn))
             logger.warning("cache-dit: Fn=%d + Bn=%d exceed the model's %d blocks; clamped to Fn=%d, Bn=%d",
                            settings.Fn, settings.Bn, blocks, Fn, Bn)
-            return CacheSettings(**{**settings.__dict__, "Fn": Fn, "Bn": Bn})
+            return replace(settings, Fn=Fn, Bn=Bn)
         return settings
 
-    def _enable(self, num_inference_steps: int | None) -> None:
+    def _enable(self, s: CacheSettings, num_inference_steps: int | None) -> None:
         import cache_dit
         from cache_dit import DBCacheConfig, TaylorSeerCalibratorConfig
 
-        s = self._settings
         mask = None
         if s.scm_policy and num_inference_steps:
             mask = cache_dit.steps_mask(total_steps=num_inference_steps, mask_policy=s.scm_policy)
@@ -82,27 +86,37 @@ class CacheController:
         )
         calibrator = TaylorSeerCalibratorConfig(taylorseer_order=s.taylorseer_order) if s.taylorseer else None
         cache_dit.enable_cache(self._pipe, cache_config=config, calibrator_config=calibrator)
-        self._enabled = True
-        self._active_steps = num_inference_steps if mask else None
+        self._active = (s, num_inference_steps if mask else None)
 
     def _disable(self) -> None:
         import cache_dit
 
-        if self._enabled:
+        if self._active is not None:
             cache_dit.disable_cache(self._pipe)
-            self._enabled = False
+            self._active = None
 
-    def prepare(self, num_inference_steps: int) -> None:
-        """Before a call: a step mask is built for the call's step count (rebuilt only when it changes)."""
-        if not self._settings:
+    def effective(self, overrides: dict | None) -> CacheSettings | None:
+        """The settings a call runs with: the server's, adjusted by a request (None: no caching)."""
+        if not self._settings or (overrides or {}).get("enabled") is False:
+            return None
+        changes = {k: v for k, v in (overrides or {}).items() if k in self.OVERRIDABLE and v is not None}
+        if changes.get("scm_policy") == "none":
+            changes["scm_policy"] = None
+        return replace(self._settings, **changes)
+
+    def prepare(self, num_inference_steps: int, overrides: dict | None = None) -> None:
+        """Before a call: enable cache-dit with the call's effective settings and step mask."""
+        settings = self.effective(overrides)
+        wanted = None if settings is None else (settings, num_inference_steps if settings.scm_policy else None)
+        if wanted == self._active:
             return
-        if not self._enabled or (self._settings.scm_policy and self._active_steps != num_inference_steps):
-            self._disable()
-            self._enable(num_inference_steps)
+        self._disable()
+        if settings is not None:
+            self._enable(settings, num_inference_steps)
 
     def stats(self, total_steps: int) -> CacheStats:
         """Statistics of the call that just ran (cache-dit resets its pipeline context on every call)."""
-        if not self._settings:
+        if self._active is None:
             return CacheStats(enabled=False, total_steps=total_steps)
         import cache_dit
 
@@ -114,9 +128,9 @@ class CacheController:
 
     def flush(self) -> None:
         """Drop every cached tensor and context: hooks are removed and re-installed fresh."""
+        self._disable()
         if self._settings:
-            self._disable()
-            self._enable(None)
+            self._enable(self._settings, None)
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from ..errors import InvalidRequest
 from ..types import Task
+from .previews import preview_family
 
 __all__ = ["ModelCapabilities", "capabilities_of"]
 
@@ -46,6 +47,8 @@ class ModelCapabilities:
     default_height: int = 1024
     batch_keyword: str = "num_images_per_prompt"
     min_input_side: int = 1
+    default_steps: int = 28
+    previews: bool = False  # partial images can be decoded from its intermediate latents
 
     def accepts(self, parameter: str) -> bool:
         return parameter in self.call_parameters
@@ -81,6 +84,9 @@ class ModelCapabilities:
             "default_size": [self.default_width, self.default_height],
             "default_num_frames": self.default_num_frames,
             "frame_multiple": self.frame_multiple,
+            "default_num_inference_steps": self.default_steps,
+            "inpainting": self.accepts("mask_image"),
+            "partial_images": self.previews,
         }
 
 
@@ -105,6 +111,14 @@ def _default_dimension(pipe, params, name: str, hints: dict) -> int:
     if isinstance(sample_size, int) and isinstance(factor, int):
         return sample_size * factor
     return 1024
+
+
+def _default_steps(params, hints: dict) -> int:
+    """The hints file, else the pipeline's own default step count."""
+    if isinstance(hints.get("default_num_inference_steps"), int):
+        return hints["default_num_inference_steps"]
+    default = params["num_inference_steps"].default if "num_inference_steps" in params else None
+    return default if isinstance(default, int) else 28
 
 
 def capabilities_of(pipe, hints: dict | None = None) -> ModelCapabilities:
@@ -142,4 +156,6 @@ def capabilities_of(pipe, hints: dict | None = None) -> ModelCapabilities:
         min_input_side=_MIN_INPUT_SIDE.get(name, 1),
         default_width=_default_dimension(pipe, params, "width", hints),
         default_height=_default_dimension(pipe, params, "height", hints),
+        default_steps=_default_steps(params, hints),
+        previews=preview_family(name) is not None and not is_video,
     )

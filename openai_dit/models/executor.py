@@ -12,14 +12,15 @@ import numpy as np
 import torch
 
 from ..errors import RequestCancelled
-from ..types import GenerationRequest, GenerationResult
+from ..types import GenerationRequest, GenerationResult, Progress
 from .loader import LoadedModel
+from .previews import DenoisedEstimate, decode_preview, preview_family, preview_steps
 
 __all__ = ["PipelineExecutor", "to_uint8"]
 
 logger = logging.getLogger("openai_dit.executor")
 
-ProgressCallback = Callable[[int, int], None]
+ProgressCallback = Callable[[Progress], None]
 
 
 def to_uint8(output: Any) -> np.ndarray:
@@ -70,7 +71,21 @@ class PipelineExecutor:
         if request.images:
             many = caps.max_input_images > 1
             kwargs["image"] = list(request.images) if many else request.images[0]
+        if request.mask is not None:
+            kwargs["mask_image"] = request.mask
         return kwargs
+
+    def _count_tokens(self, prompt: str) -> int:
+        """The prompt's length in tokens of the model's main text encoder (T5 for Flux), for usage reports."""
+        pipe = self.model.pipe
+        tokenizer = (getattr(pipe, "tokenizer_2", None) or getattr(pipe, "tokenizer", None)
+                     or getattr(getattr(pipe, "processor", None), "tokenizer", None))
+        if tokenizer is None or not prompt:
+            return 0
+        try:
+            return len(tokenizer(prompt, add_special_tokens=False, truncation=False)["input_ids"])
+        except Exception:  # noqa: BLE001 - usage is informative; never fail a request over it
+            return 0
 
     def _warm_up(self, request: GenerationRequest, kwargs: dict[str, Any]) -> None:
         """With --compile, the first request of each new shape runs a 1-step call to compile for it."""
@@ -92,10 +107,21 @@ class PipelineExecutor:
         pipe = self.model.pipe
         kwargs = self._kwargs(request)
         total = request.num_inference_steps
+        family = preview_family(type(pipe).__name__) if request.partial_images else None
+        previews_at = preview_steps(total, request.partial_images) if family else []
+        estimate = DenoisedEstimate(pipe.scheduler if previews_at else None)
 
         def on_step_end(pipeline, step: int, timestep, callback_kwargs: dict) -> dict:
-            if on_progress is not None:
-                on_progress(step + 1, total)
+            if on_progress is not None and not cancelled.is_set():
+                progress = Progress(step=step + 1, total_steps=total)
+                if step + 1 in previews_at:
+                    latents = estimate.latents()
+                    if latents is None:
+                        latents = callback_kwargs["latents"]
+                    decoded = decode_preview(pipeline, family, latents, request.width, request.height)
+                    progress.previews = to_uint8(decoded)
+                    progress.preview_index = previews_at.index(step + 1)
+                on_progress(progress)
             if cancelled.is_set():
                 # Leave at once: `pipeline._interrupt` would still run the remaining loop and the VAE decode,
                 # which for a video can take longer than the steps. cache-dit resets its state on every call.
@@ -105,25 +131,22 @@ class PipelineExecutor:
         if self.model.capabilities.accepts("callback_on_step_end"):
             kwargs["callback_on_step_end"] = on_step_end
         self._warm_up(request, kwargs)
-        self.model.cache.prepare(request.num_inference_steps)
+        self.model.cache.prepare(request.num_inference_steps, request.cache)
         started = time.time()
-        with torch.inference_mode():
+        with torch.inference_mode(), estimate:
             output = pipe(**kwargs)
         finished = time.time()
         if cancelled.is_set():
             raise RequestCancelled()
-        cache_stats = self.model.cache.stats(total)
+        result = GenerationResult(seeds=request.seeds, started_at=started, finished_at=finished,
+                                  cache=self.model.cache.stats(total), prompt_tokens=self._count_tokens(request.prompt))
         if request.task.is_video:
             videos = to_uint8(output.frames)
-            if videos.ndim == 4:  # a single video without the batch axis
-                videos = videos[None]
-            return GenerationResult(seeds=request.seeds, started_at=started, finished_at=finished, videos=videos,
-                                    cache=cache_stats)
-        images = to_uint8(output.images)
-        if images.ndim == 3:
-            images = images[None]
-        return GenerationResult(seeds=request.seeds, started_at=started, finished_at=finished, images=images,
-                                cache=cache_stats)
+            result.videos = videos[None] if videos.ndim == 4 else videos  # a single video without the batch axis
+        else:
+            images = to_uint8(output.images)
+            result.images = images[None] if images.ndim == 3 else images
+        return result
 
     def flush(self) -> None:
         self.model.cache.flush()

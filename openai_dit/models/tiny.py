@@ -19,10 +19,11 @@ import torch
 __all__ = ["BUILTIN_MODELS", "HINTS_FILE", "builtin_model_dir", "is_builtin", "write_builtin"]
 
 HINTS_FILE = "openai_dit.json"
-_FORMAT_VERSION = "3"
+_FORMAT_VERSION = "4"
 # Defaults for requests that name no size: small enough to be quick on a CPU.
-_IMAGE_DEFAULTS = {"default_width": 256, "default_height": 256}
-_VIDEO_DEFAULTS = {"default_width": 64, "default_height": 64, "default_num_frames": 9}
+_IMAGE_DEFAULTS = {"default_width": 256, "default_height": 256, "default_num_inference_steps": 8}
+_VIDEO_DEFAULTS = {"default_width": 64, "default_height": 64, "default_num_frames": 9,
+                   "default_num_inference_steps": 8}
 
 
 def _flux(hidden_heads: int, head_dim: int, layers: int, single_layers: int, text_dim: int, vae_ch: int):

@@ -33,7 +33,7 @@ class Engine(Protocol):
     """What the runner drives: the pipeline executor, or a fake in tests."""
 
     def run(self, request: GenerationRequest, cancelled: threading.Event,
-            on_progress: Callable[[int, int], None] | None = None) -> GenerationResult: ...
+            on_progress: Callable[[Progress], None] | None = None) -> GenerationResult: ...
 
     def flush(self) -> None: ...
 
@@ -118,6 +118,12 @@ class Runner:
     def engine(self) -> Engine | None:
         return self._engine
 
+    def capabilities(self) -> ModelCapabilities:
+        """What the loaded model can do; ModelNotReady while it loads or once the server stops."""
+        if self._engine is None or not self.ready:
+            raise ModelNotReady()
+        return self._engine.capabilities
+
     @property
     def queued(self) -> int:
         return len(self._pending)
@@ -131,6 +137,12 @@ class Runner:
                      finalize: Callable[[GenerationResult], Any] | None = None) -> Any:
         """Queue a request and wait for its result, or for `finalize(result)` run on an encoder thread.
         Raises QueueFull at once when the queue is full."""
+        return await self.wait(self.enqueue(request, on_progress, finalize))
+
+    def enqueue(self, request: GenerationRequest, on_progress: ProgressListener | None = None,
+                finalize: Callable[[GenerationResult], Any] | None = None) -> _Job:
+        """Admission alone: QueueFull / ModelNotReady now (before a response has started), else the queued job
+        for `wait`. A streaming handler admits first, so refusals still get their HTTP status."""
         if not self.ready:
             raise ModelNotReady()
         job = _Job(request=request, future=Future(), on_progress=on_progress, finalize=finalize)
@@ -142,6 +154,10 @@ class Runner:
                 raise QueueFull(retry_after_s=max(1, math.ceil(wait)))
             self._pending.append(job)
             self._cv.notify()
+        return job
+
+    async def wait(self, job: _Job) -> Any:
+        """The job's result; cancelling this coroutine (client gone) drops or stops the job."""
         try:
             return await asyncio.wrap_future(job.future)
         except asyncio.CancelledError:
@@ -208,17 +224,13 @@ class Runner:
         if job.cancelled.is_set():
             _settle(job.future, error=RequestCancelled())
             return
-        listener = job.on_progress
-
-        def on_progress(step: int, total: int) -> None:
-            if listener is not None:
-                listener(Progress(step=step, total_steps=total))
-
         started = time.monotonic()
         try:
-            result = self._engine.run(job.request, job.cancelled, on_progress)
+            result = self._engine.run(job.request, job.cancelled, job.on_progress)
         except BaseException as exc:  # noqa: BLE001 - delivered to the awaiting handler
-            if not isinstance(exc, RequestCancelled):
+            if isinstance(exc, RequestCancelled):
+                logger.info("request %s stopped: client gone or server stopping", job.request.request_id)
+            else:
                 logger.exception("request %s failed", job.request.request_id)
             _settle(job.future, error=exc)
             return

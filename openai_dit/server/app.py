@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,13 +18,18 @@ from ..config import ServerConfig
 from ..errors import error_response
 from ..media import MediaPolicy
 from ..runner import Runner
+from ..serving.images import ImagesService
 from ..serving.native import NativeService
+from ..serving.output_store import OutputStore
 from .docs import docs_router, openapi_config
 from .native import NativeController
+from .openai import ImagesController, ModelsController
 
 __all__ = ["create_app"]
 
 logger = logging.getLogger("openai_dit.server")
+
+_MAX_FORM_PARTS = 100  # multipart parts per request: a few images plus every text field, with room to spare
 
 
 def _handle_exception(request: Request, exc: Exception) -> Response:
@@ -65,6 +71,8 @@ def create_app(config: ServerConfig, runner: Runner) -> Litestar:
         allowed_local_path=config.allowed_local_media_path,
     )
 
+    store = OutputStore(ttl_seconds=config.image_url_ttl, max_bytes=int(config.image_url_store_mb * 1024 * 1024))
+
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         runner.start()
@@ -74,12 +82,19 @@ def create_app(config: ServerConfig, runner: Runner) -> Litestar:
             await asyncio.to_thread(runner.stop, 30)
 
     return Litestar(
-        route_handlers=[NativeController, docs_router()],
+        route_handlers=[NativeController, ImagesController, ModelsController, docs_router()],
         exception_handlers={Exception: _handle_exception},
         middleware=[_request_id_middleware],
         lifespan=[lifespan],
-        state=State({"runner": runner, "config": config, "native": NativeService(runner, config, policy)}),
+        state=State({
+            "runner": runner,
+            "config": config,
+            "started_at": int(time.time()),
+            "native": NativeService(runner, config, policy),
+            "images": ImagesService(runner, config, store),
+        }),
         request_max_body_size=int(config.max_request_body_mb * 1024 * 1024),
+        multipart_form_part_limit=_MAX_FORM_PARTS,
         openapi_config=openapi_config("openai-dit", __version__),
         logging_config=None,
         debug=False,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..adapters import native as adapter
 from ..config import ServerConfig
-from ..errors import InvalidRequest, ModelNotReady
+from ..errors import InvalidRequest
 from ..media import MediaPolicy, decode_image, encode_image, encode_video, load_image_bytes, to_base64
 from ..models.capabilities import ModelCapabilities
 from ..protocol.native import FlushCacheResponse, GenerateRequest, GenerateResponse, ModelInfoResponse
@@ -39,12 +39,6 @@ class NativeService:
         self.config = config
         self.policy = policy
 
-    def _engine(self):
-        engine = self.runner.engine
-        if engine is None or not self.runner.ready:
-            raise ModelNotReady()
-        return engine
-
     def _output_folder(self, body: GenerateRequest) -> Path:
         if not self.config.output_dir:
             raise InvalidRequest("output_format 'path' needs the server to be started with --output-dir.",
@@ -59,8 +53,7 @@ class NativeService:
         return root / sub
 
     async def generate(self, body: GenerateRequest, request_id: str) -> GenerateResponse:
-        engine = self._engine()
-        caps = engine.capabilities
+        caps = self.runner.capabilities()
         task = adapter.check_request(body, caps, self.config.model_name)
         folder = self._output_folder(body) if body.output_format == "path" else None
         images = []
@@ -123,6 +116,6 @@ class NativeService:
         )
 
     async def flush_cache(self) -> FlushCacheResponse:
-        self._engine()
+        self.runner.capabilities()  # 503 while loading
         await self.runner.call(lambda engine: engine.flush())
         return FlushCacheResponse(message="Cache flushed successfully")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -36,10 +37,15 @@ def frames_of(video_b64: str) -> list:
         return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
 
 
-def compat(url: str) -> None:
-    done = subprocess.run([sys.executable, str(ROOT / "compat" / "native_client.py"), "--url", url, "--steps", "2"],
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout + done.stderr
+def compat(url: str, *suites: str) -> None:
+    """Run client compatibility suites from compat/ against the server (default: the old native client)."""
+    for suite in suites or ("native_client.py",):
+        script = ROOT / "compat" / suite
+        command = ["bash", str(script), url] if suite.endswith(".sh") else \
+            [sys.executable, str(script), "--url", url, "--steps", "2"]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                              env={**os.environ, "PYTHON": sys.executable})
+        assert done.returncode == 0, f"{suite}:\n{done.stdout}{done.stderr}"
 
 
 def test_flux_text_to_image_seeded_and_compat(tmp_path):
@@ -52,7 +58,7 @@ def test_flux_text_to_image_seeded_and_compat(tmp_path):
         info = httpx.get(f"{url}/get_model_info").json()
         assert info["enable_cache"] is True and info["tasks"] == ["text-to-image"]
         assert info["cache"]["Fn"] == 1
-        compat(url)
+        compat(url, "native_client.py", "openai_images.py")
 
 
 def test_flux2_klein_text_to_image_and_multi_image_edit():
@@ -65,7 +71,7 @@ def test_flux2_klein_text_to_image_and_multi_image_edit():
         small = httpx.post(f"{url}/generate", json={"prompt": "x", "width": 64, "height": 64,
                                                      "image_urls": [png_data_uri(32, 64, (0, 0, 0))]})
         assert small.status_code == 400 and small.json()["error"]["code"] == "image_too_small"
-        compat(url)
+        compat(url, "native_client.py", "openai_images.py", "curl_images.sh")
 
 
 def test_qwen_image_edit_plus_multi_image_only():
@@ -78,6 +84,7 @@ def test_qwen_image_edit_plus_multi_image_only():
         too_many = httpx.post(f"{url}/generate", json={"prompt": "x", "width": 64, "height": 64,
                                                         "image_urls": refs * 2})
         assert too_many.status_code == 400 and too_many.json()["error"]["param"] == "image_urls"
+        compat(url, "openai_images.py", "curl_images.sh")
 
 
 def test_wan_text_to_video():

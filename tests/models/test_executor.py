@@ -38,14 +38,14 @@ def test_seed_reproduces_and_one_generator_per_image(load):
 def test_progress_and_cancellation_at_the_next_step(load):
     executor = load("tiny:flux")
     steps = []
-    run(executor, request(steps=3), on_progress=lambda s, t: steps.append((s, t)))
+    run(executor, request(steps=3), on_progress=lambda p: steps.append((p.step, p.total_steps)))
     assert steps == [(1, 3), (2, 3), (3, 3)]
     cancelled = threading.Event()
     seen = []
 
-    def cancel_after_two(step, total):
-        seen.append(step)
-        if step == 2:
+    def cancel_after_two(progress):
+        seen.append(progress.step)
+        if progress.step == 2:
             cancelled.set()
 
     with pytest.raises(RequestCancelled):
@@ -58,7 +58,7 @@ def test_a_cancelled_call_leaves_no_trace_in_the_next(load):
     reference = run(executor, request(steps=8, seed=21)).images
     cancelled = threading.Event()
     with pytest.raises(RequestCancelled):
-        run(executor, request(steps=8, seed=99), cancelled, lambda step, total: step == 4 and cancelled.set())
+        run(executor, request(steps=8, seed=99), cancelled, lambda p: p.step == 4 and cancelled.set())
     again = run(executor, request(steps=8, seed=21))
     assert np.array_equal(again.images, reference) and again.cache.total_steps == 8
 

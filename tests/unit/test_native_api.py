@@ -6,21 +6,9 @@ import threading
 import time
 
 import pytest
-from fakes import TEXT_ONLY, VIDEO, FakeEngine, data_uri, decode_png, png_bytes, serving
+from fakes import TEXT_ONLY, VIDEO, FakeEngine, assert_openai_error, data_uri, decode_png, png_bytes, serving
 
 BODY = {"prompt": "a red fox", "width": 64, "height": 64, "num_inference_steps": 2}
-
-
-def assert_openai_error(response, status: int, param: str | None = None) -> dict:
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert set(error) == {"message", "type", "param", "code"}
-    assert error["message"]
-    if param is not None:
-        assert error["param"] == param, error
-    for leak in ("Traceback", "/work/", "/tmp/", "0x7f", "File \""):
-        assert leak not in error["message"]
-    return error
 
 
 def test_health_model_info_and_docs():

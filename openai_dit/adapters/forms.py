@@ -1,0 +1,76 @@
+"""Multipart form fields -> protocol Structs. Pure functions: no I/O.
+
+The openai SDK flattens a multipart body as `key` (scalars, as strings: "4", "true"), `key[]` (each list item,
+repeated) and `key[sub]` (each dict entry); OpenWebUI sends `image[]` even for one image. Files are gathered by
+their base name (`image` and `image[]` are the same field).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any, TypeVar
+
+import msgspec
+
+from ..errors import InvalidRequest
+
+__all__ = ["FormFields", "convert_form", "split_form"]
+
+T = TypeVar("T")
+
+_KEY = re.compile(r"^([A-Za-z_][A-Za-z0-9_]{0,63})(?:\[([A-Za-z0-9_]{0,64})\])?$")
+_AT = re.compile(r"at `\$\.([A-Za-z0-9_.\[\]]+)`")
+_MISSING = re.compile(r"required field `([^`]+)`")
+
+
+class FormFields(msgspec.Struct):
+    """Text fields as a nested dict, and the files of each file field, in order."""
+
+    fields: dict[str, Any]
+    files: dict[str, list[Any]]
+
+
+def split_form(items: Iterable[tuple[str, Any]], file_fields: frozenset[str]) -> FormFields:
+    """(key, value) parts -> FormFields. A value is a str, or an upload (anything else) for file fields."""
+    fields: dict[str, Any] = {}
+    files: dict[str, list[Any]] = {}
+    for key, value in items:
+        match = _KEY.match(key)
+        if not match:
+            raise InvalidRequest(f"Unexpected form field '{key[:80]}'.", param=key[:80])
+        name, sub = match.group(1), match.group(2)
+        if name in file_fields:
+            if isinstance(value, str):
+                raise InvalidRequest(f"'{name}' must be sent as a file.", param=name)
+            files.setdefault(name, []).append(value)
+            continue
+        if not isinstance(value, str):
+            raise InvalidRequest(f"'{name}' must be a text field, not a file.", param=name)
+        if sub is None:
+            if name in fields:
+                raise InvalidRequest(f"'{name}' was sent more than once.", param=name)
+            fields[name] = value
+        elif sub == "":
+            existing = fields.setdefault(name, [])
+            if not isinstance(existing, list):
+                raise InvalidRequest(f"'{name}' was sent both as a value and as a list.", param=name)
+            existing.append(value)
+        else:
+            existing = fields.setdefault(name, {})
+            if not isinstance(existing, dict):
+                raise InvalidRequest(f"'{name}' was sent both as a value and as an object.", param=name)
+            existing[sub] = value
+    return FormFields(fields=fields, files=files)
+
+
+def convert_form(fields: dict[str, Any], cls: type[T]) -> T:
+    """Strings converted to the Struct's types ("4" -> 4, "true" -> True) and validated; errors name the field."""
+    try:
+        return msgspec.convert(fields, cls, strict=False)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        found = _AT.search(message) or _MISSING.search(message)
+        param = found.group(1) if found else None
+        raise InvalidRequest(f"{message.split(' - at ')[0]} (parameter '{param}').", param=param,
+                             code="invalid_value") from None

@@ -1,0 +1,190 @@
+"""OpenAI Images API <-> the internal request and result. Pure functions: no I/O, no torch."""
+
+from __future__ import annotations
+
+import math
+import re
+
+from ..errors import InvalidRequest, NotFound
+from ..models.capabilities import ModelCapabilities
+from ..protocol.images import (
+    ImageEditRequest,
+    ImageGenerationRequest,
+    ImagesResponse,
+    ImageVariationRequest,
+    Usage,
+    UsageDetails,
+)
+from ..types import GenerationRequest, GenerationResult, Task
+from .native import check_task, resolve_seed
+
+__all__ = [
+    "MAX_SIDE",
+    "MIN_SIDE",
+    "OutputSpec",
+    "check_model",
+    "check_request",
+    "parse_quality_steps",
+    "parse_size",
+    "resolve_steps",
+    "size_for_input",
+    "to_generation_request",
+    "usage_of",
+]
+
+MIN_SIDE = 64
+MAX_SIDE = 4096
+_SIZE = re.compile(r"^(\d{1,5})x(\d{1,5})$")
+QUALITY_LEVELS = ("low", "medium", "high")
+_QUALITY_ALIASES = {"standard": "medium", "hd": "high"}  # DALL-E 3's names
+_QUALITY_FRACTIONS = {"low": 0.25, "medium": 0.5, "high": 1.0}
+
+AnyImageRequest = ImageGenerationRequest | ImageEditRequest | ImageVariationRequest
+
+
+def parse_quality_steps(text: str | None) -> dict[str, int]:
+    """`low=8,medium=16,high=28` -> {"low": 8, ...}; levels left out keep the default rule. ValueError if bad."""
+    table: dict[str, int] = {}
+    for item in filter(None, (part.strip() for part in (text or "").split(","))):
+        name, _, value = item.partition("=")
+        name = name.strip()
+        if name not in QUALITY_LEVELS or not value.strip().isdigit() or not 1 <= int(value) <= 200:
+            raise ValueError(f"'{item}': expected low|medium|high=STEPS with 1 <= STEPS <= 200")
+        table[name] = int(value)
+    return table
+
+
+def resolve_steps(body: AnyImageRequest, caps: ModelCapabilities, table: dict[str, int]) -> tuple[int, str]:
+    """(steps, quality reported back). `num_inference_steps` wins over `quality`; auto = the model's default."""
+    quality = getattr(body, "quality", None) or "auto"
+    level = _QUALITY_ALIASES.get(quality, quality)
+    if level == "auto":
+        steps = caps.default_steps
+    else:
+        steps = table.get(level) or max(1, math.ceil(caps.default_steps * _QUALITY_FRACTIONS[level]))
+    return body.num_inference_steps or steps, level
+
+
+def check_model(requested: str | None, served: str) -> None:
+    if requested and requested != served:
+        raise NotFound(f"The model '{requested}' does not exist; this server serves '{served}'.", param="model",
+                       code="model_not_found")
+
+
+def _constraint(caps: ModelCapabilities) -> str:
+    m = caps.size_multiple
+    return (f"both sides multiples of {m} between {MIN_SIDE} and {MAX_SIDE} pixels, e.g. "
+            f"{caps.default_width}x{caps.default_height}")
+
+
+def _nearest(value: int, m: int) -> int:
+    return min(MAX_SIDE // m * m, max(math.ceil(MIN_SIDE / m) * m, round(value / m) * m))
+
+
+def parse_size(size: str | None, caps: ModelCapabilities) -> tuple[int, int] | None:
+    """"WxH" -> (W, H), exactly as asked or a 400 stating the constraint; None for "auto" or absent."""
+    if size is None or size == "auto":
+        return None
+    match = _SIZE.match(size)
+    if not match:
+        raise InvalidRequest(f"size must be \"auto\" or \"WxH\" with {_constraint(caps)}; got '{size}'.",
+                             param="size", code="invalid_size")
+    width, height = int(match.group(1)), int(match.group(2))
+    m = caps.size_multiple
+    if width % m or height % m or not (MIN_SIDE <= min(width, height) and max(width, height) <= MAX_SIDE):
+        raise InvalidRequest(f"size {size} cannot be produced exactly by this model: it needs {_constraint(caps)} "
+                             f"; nearest: {_nearest(width, m)}x{_nearest(height, m)}.", param="size",
+                             code="invalid_size")
+    return width, height
+
+
+def size_for_input(width: int, height: int, caps: ModelCapabilities) -> tuple[int, int]:
+    """size=auto on an edit: the first input's size, scaled down to fit MAX_SIDE and rounded to the multiple."""
+    scale = min(1.0, MAX_SIDE / max(width, height))
+    m = caps.size_multiple
+    return _nearest(int(width * scale), m), _nearest(int(height * scale), m)
+
+
+def check_request(body: AnyImageRequest, task: Task, caps: ModelCapabilities, model_name: str, *,
+                  cache_enabled: bool, compiled: bool, param: str | None = None) -> None:
+    """Everything refusable before reading images or touching the model."""
+    check_model(body.model, model_name)
+    check_task(task, caps, model_name, param=param)
+    parse_size(body.size, caps)
+    if getattr(body, "background", None) == "transparent":
+        raise InvalidRequest("background 'transparent' is not supported: this model generates opaque RGB images.",
+                             param="background", code="unsupported_background")
+    if body.output_compression is not None and (body.output_format or "png") == "png" \
+            and body.output_compression < 100:
+        raise InvalidRequest("output_compression applies to jpeg and webp; png output is lossless.",
+                             param="output_compression")
+    if getattr(body, "stream", False) and getattr(body, "partial_images", None) and not caps.previews:
+        raise InvalidRequest(f"Model '{model_name}' cannot preview partial images; use partial_images=0.",
+                             param="partial_images", code="unsupported_parameter")
+    if body.true_cfg_scale is not None and not caps.accepts("true_cfg_scale"):
+        raise InvalidRequest(f"Model '{model_name}' does not take true_cfg_scale.", param="true_cfg_scale")
+    if body.negative_prompt and not caps.accepts("negative_prompt"):
+        raise InvalidRequest(f"Model '{model_name}' does not take negative_prompt.", param="negative_prompt")
+    if body.cache is not None:
+        if not cache_enabled:
+            raise InvalidRequest("Per-request cache settings need the server to run with --cache.", param="cache")
+        if compiled:
+            raise InvalidRequest("Per-request cache settings are refused with --compile: changing them would "
+                                 "recompile the model.", param="cache")
+
+
+def _cache_overrides(body: AnyImageRequest) -> dict | None:
+    if body.cache is None:
+        return None
+    c = body.cache
+    return {"enabled": c.enabled, "rdt": c.rdt, "max_warmup_steps": c.max_warmup_steps,
+            "max_cached_steps": c.max_cached_steps, "max_continuous_cached_steps": c.max_continuous_cached_steps,
+            "scm_policy": c.scm}
+
+
+def to_generation_request(body: AnyImageRequest, task: Task, caps: ModelCapabilities, *, size: tuple[int, int],
+                          steps: int, images: list, mask=None, request_id: str) -> GenerationRequest:
+    return GenerationRequest(
+        task=task,
+        prompt=getattr(body, "prompt", ""),
+        negative_prompt=body.negative_prompt or None,
+        width=size[0],
+        height=size[1],
+        num_inference_steps=steps,
+        guidance_scale=body.guidance_scale,
+        true_cfg_scale=body.true_cfg_scale,
+        seed=resolve_seed(body.seed),
+        num_outputs=body.n,
+        images=images,
+        mask=mask,
+        partial_images=(getattr(body, "partial_images", None) or 0) if getattr(body, "stream", False) else 0,
+        cache=_cache_overrides(body),
+        request_id=request_id,
+    )
+
+
+def usage_of(result: GenerationResult, request: GenerationRequest, caps: ModelCapabilities) -> Usage:
+    """Tokens as the transformer sees them: one per size_multiple x size_multiple patch of each input and
+    output image; text tokens from the model's tokenizer."""
+    m = caps.size_multiple
+    image_tokens = sum(math.ceil(img.size[0] / m) * math.ceil(img.size[1] / m) for img in request.images)
+    output_tokens = request.num_outputs * (request.width // m) * (request.height // m)
+    input_tokens = result.prompt_tokens + image_tokens
+    return Usage(input_tokens=input_tokens, output_tokens=output_tokens, total_tokens=input_tokens + output_tokens,
+                 input_tokens_details=UsageDetails(image_tokens=image_tokens, text_tokens=result.prompt_tokens))
+
+
+class OutputSpec:
+    """How results leave: image format and quality, links or inline, and the fields echoed back."""
+
+    def __init__(self, body: AnyImageRequest, size: tuple[int, int], quality: str) -> None:
+        self.format = body.output_format or "png"
+        self.compression = body.output_compression
+        self.as_url = body.response_format == "url"
+        self.size = f"{size[0]}x{size[1]}"
+        self.quality = quality
+        self.background = "opaque"
+
+    def response(self, created: int, data: list, usage: Usage) -> ImagesResponse:
+        return ImagesResponse(created=created, data=data, background=self.background, output_format=self.format,
+                              quality=self.quality, size=self.size, usage=usage)

@@ -1,0 +1,106 @@
+"""Routes of the OpenAI API: /v1/images/* and /v1/models. Thin: parsing and response shapes only."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from litestar import Controller, Request, Response, get, post
+from litestar.datastructures import State, UploadFile
+from litestar.params import FromPath, JSONBody
+from litestar.response import Stream
+
+from ..adapters.forms import FormFields, split_form
+from ..errors import InvalidRequest, NotFound
+from ..protocol.images import ImageGenerationRequest, ImagesResponse
+from ..protocol.models import ModelCard, ModelList
+from ..serving.images import FILE_FIELDS
+from .disconnect import cancel_on_disconnect
+
+__all__ = ["ImagesController", "ModelsController"]
+
+_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def _base_url(request: Request, state: State) -> str:
+    return (state.config.public_url or str(request.base_url)).rstrip("/")
+
+
+async def _read_form(request: Request) -> FormFields:
+    """The multipart body as text fields and file bytes (the body size is bounded by --max-request-body-mb)."""
+    content_type, _ = request.content_type
+    if content_type not in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        raise InvalidRequest("This endpoint takes multipart/form-data (image files as 'image' or 'image[]').",
+                             code="invalid_content_type")
+    form = await request.form()
+    items: list[tuple[str, Any]] = []
+    for key, value in form.multi_items():
+        if isinstance(value, UploadFile):
+            items.append((key, await value.read()))  # only the bytes: the client's file name is never used
+            await value.close()
+        else:
+            items.append((key, value))
+    return split_form(items, FILE_FIELDS)
+
+
+def _respond(result: ImagesResponse | AsyncIterator[bytes]) -> Response | Stream:
+    if isinstance(result, ImagesResponse):
+        return Response(result, status_code=200)
+    return Stream(result, media_type="text/event-stream", headers=_SSE_HEADERS)
+
+
+class ImagesController(Controller):
+    path = "/v1/images"
+    tags = ["openai"]
+
+    @post("/generations", status_code=200, summary="Create images from a prompt (JSON; stream=true for SSE)")
+    async def generations(self, data: JSONBody[ImageGenerationRequest], request: Request,
+                          state: State) -> Response:
+        work = state.images.generate(data, request_id=request.state.request_id, base_url=_base_url(request, state))
+        return _respond(await cancel_on_disconnect(request, work))
+
+    @post("/edits", status_code=200, summary="Edit one or several images (multipart: image or image[], prompt)")
+    async def edits(self, request: Request, state: State) -> Response:
+        form = await _read_form(request)
+        work = state.images.edit(form, request_id=request.state.request_id, base_url=_base_url(request, state))
+        return _respond(await cancel_on_disconnect(request, work))
+
+    @post("/variations", status_code=200, summary="Variations of one image (multipart: image)")
+    async def variations(self, request: Request, state: State) -> Response:
+        form = await _read_form(request)
+        work = state.images.variation(form, request_id=request.state.request_id,
+                                      base_url=_base_url(request, state))
+        return _respond(await cancel_on_disconnect(request, work))
+
+    @get("/files/{name:str}", summary="An image returned as a link (response_format=url), while it lasts")
+    async def file(self, name: FromPath[str], state: State) -> Response[bytes]:
+        item = state.images.store.get(name)
+        if item is None:
+            raise NotFound("This image link does not exist or has expired.", code="not_found")
+        max_age = max(0, int(item.expires_at - time.monotonic()))
+        return Response(item.data, media_type=item.media_type,
+                        headers={"Cache-Control": f"private, max-age={max_age}"})
+
+
+class ModelsController(Controller):
+    path = "/v1/models"
+    tags = ["openai"]
+
+    @staticmethod
+    def _card(state: State) -> ModelCard:
+        engine = state.runner.engine
+        caps = engine.capabilities.to_dict() if engine is not None else None
+        return ModelCard(id=state.config.model_name, created=state.started_at, capabilities=caps)
+
+    @get("", summary="The served model")
+    async def list_models(self, state: State) -> ModelList:
+        return ModelList(data=[self._card(state)])
+
+    @get("/{model_id:path}", summary="The served model by name; 404 for any other")
+    async def retrieve_model(self, model_id: FromPath[str], state: State) -> ModelCard:
+        name = model_id.lstrip("/")
+        if name != state.config.model_name:
+            raise NotFound(f"The model '{name}' does not exist; this server serves '{state.config.model_name}'.",
+                           param="model", code="model_not_found")
+        return self._card(state)

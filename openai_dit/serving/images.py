@@ -1,0 +1,207 @@
+"""Handling of the OpenAI Images API: generations, edits, variations, with or without streaming."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import msgspec
+
+from ..adapters import images as adapter
+from ..adapters.forms import FormFields, convert_form
+from ..config import ServerConfig
+from ..errors import InvalidRequest, RequestCancelled, error_response
+from ..media import IMAGE_MIME_TYPES, decode_image, decode_mask, encode_image, to_base64
+from ..models.capabilities import ModelCapabilities
+from ..protocol.images import (
+    ImageData,
+    ImageEditRequest,
+    ImageGenerationRequest,
+    ImagesResponse,
+    ImageStreamEvent,
+    ImageVariationRequest,
+)
+from ..runner import Runner
+from ..types import GenerationRequest, GenerationResult, Progress, Task
+from .output_store import OutputStore
+
+__all__ = ["FILE_FIELDS", "ImagesService", "SSE_PING"]
+
+FILE_FIELDS = frozenset({"image", "mask"})
+SSE_PING = b": ping\n\n"
+SSE_DONE = b"data: [DONE]\n\n"
+_HEARTBEAT_SECONDS = 15.0
+
+
+class ImagesService:
+    def __init__(self, runner: Runner, config: ServerConfig, store: OutputStore) -> None:
+        self.runner = runner
+        self.config = config
+        self.store = store
+        self.quality_steps = adapter.parse_quality_steps(config.quality_steps)
+
+    # --- the three calls -------------------------------------------------------------------------------------
+    async def generate(self, body: ImageGenerationRequest, *, request_id: str,
+                       base_url: str) -> ImagesResponse | AsyncIterator[bytes]:
+        caps = self.runner.capabilities()
+        self._check(body, Task.TEXT_TO_IMAGE, caps)
+        size = adapter.parse_size(body.size, caps) or caps.default_size()
+        return await self._start(body, Task.TEXT_TO_IMAGE, caps, size, [], None, request_id, base_url,
+                                 "image_generation")
+
+    async def edit(self, form: FormFields, *, request_id: str,
+                   base_url: str) -> ImagesResponse | AsyncIterator[bytes]:
+        caps = self.runner.capabilities()
+        body = convert_form(form.fields, ImageEditRequest)
+        self._check(body, Task.IMAGE_EDIT, caps, param="image")
+        uploads = form.files.get("image", [])
+        if not uploads:
+            raise InvalidRequest("image is required: send one or more image files as 'image' or 'image[]'.",
+                                 param="image")
+        if len(uploads) > caps.max_input_images:
+            raise InvalidRequest(f"This model takes at most {caps.max_input_images} input image(s); got "
+                                 f"{len(uploads)}.", param="image", code="too_many_images")
+        masks = form.files.get("mask", [])
+        if masks and not caps.accepts("mask_image"):
+            raise InvalidRequest("This model cannot inpaint: send the edit without 'mask'.", param="mask",
+                                 code="unsupported_parameter")
+        if len(masks) > 1:
+            raise InvalidRequest("Send at most one mask.", param="mask")
+        images = await self._decode_images(uploads, caps)
+        mask = await self._decode_mask(masks[0], images[0].size) if masks else None
+        size = adapter.parse_size(body.size, caps) or adapter.size_for_input(*images[0].size, caps)
+        return await self._start(body, Task.IMAGE_EDIT, caps, size, images, mask, request_id, base_url, "image_edit")
+
+    async def variation(self, form: FormFields, *, request_id: str, base_url: str) -> ImagesResponse:
+        caps = self.runner.capabilities()
+        body = convert_form(form.fields, ImageVariationRequest)
+        self._check(body, Task.IMAGE_EDIT, caps, param="image")
+        uploads = form.files.get("image", [])
+        if len(uploads) != 1:
+            raise InvalidRequest(f"A variation takes exactly one image; got {len(uploads)}.", param="image")
+        if form.files.get("mask"):
+            raise InvalidRequest("Variations take no mask.", param="mask")
+        images = await self._decode_images(uploads, caps)
+        size = adapter.parse_size(body.size, caps) or adapter.size_for_input(*images[0].size, caps)
+        return await self._start(body, Task.IMAGE_EDIT, caps, size, images, None, request_id, base_url, None)
+
+    # --- shared steps ----------------------------------------------------------------------------------------
+    def _check(self, body, task: Task, caps: ModelCapabilities, param: str | None = None) -> None:
+        adapter.check_request(body, task, caps, self.config.model_name, cache_enabled=self.config.cache,
+                              compiled=self.config.compile, param=param)
+
+    async def _decode_images(self, uploads: list[bytes], caps: ModelCapabilities) -> list:
+        limit = int(self.config.max_image_bytes_mb * 1024 * 1024)
+
+        def decode(index: int, data: bytes):
+            name = "image" if len(uploads) == 1 else f"image[{index}]"
+            if len(data) > limit:
+                raise InvalidRequest(f"'{name}' is larger than {self.config.max_image_bytes_mb:g} MiB.", param=name,
+                                     code="image_too_large")
+            image = decode_image(data, max_pixels=self.config.max_image_pixels, param=name)
+            caps.check_input_image(*image.size, param=name)
+            return image
+
+        return await asyncio.to_thread(lambda: [decode(i, data) for i, data in enumerate(uploads)])
+
+    async def _decode_mask(self, data: bytes, size: tuple[int, int]):
+        mask = await asyncio.to_thread(decode_mask, data, max_pixels=self.config.max_image_pixels, param="mask")
+        if mask.size != size:
+            raise InvalidRequest(f"mask is {mask.size[0]}x{mask.size[1]} but the first image is {size[0]}x{size[1]}; "
+                                 "they must match.", param="mask", code="invalid_mask")
+        return mask
+
+    async def _start(self, body, task: Task, caps: ModelCapabilities, size: tuple[int, int], images: list, mask,
+               request_id: str, base_url: str, stream_prefix: str | None):
+        """Admit the request now (so refusals keep their status); a stream or an awaitable response."""
+        steps, quality = adapter.resolve_steps(body, caps, self.quality_steps)
+        request = adapter.to_generation_request(body, task, caps, size=size, steps=steps, images=images, mask=mask,
+                                                request_id=request_id)
+        spec = adapter.OutputSpec(body, size, quality)
+        if stream_prefix is not None and getattr(body, "stream", False):
+            return self._stream(request, spec, caps, stream_prefix)
+        return await self._respond(request, spec, caps, base_url)
+
+    def _encode(self, pixels, spec: adapter.OutputSpec) -> bytes:
+        return encode_image(pixels, spec.format, quality=spec.compression,
+                            png_compress_level=self.config.png_compress_level)
+
+    async def _respond(self, request: GenerationRequest, spec: adapter.OutputSpec, caps: ModelCapabilities,
+                       base_url: str) -> ImagesResponse:
+        def finalize(result: GenerationResult) -> ImagesResponse:  # on an encoder thread
+            data = []
+            for pixels in result.images:
+                encoded = self._encode(pixels, spec)
+                if spec.as_url:
+                    name = self.store.put(encoded, spec.format, IMAGE_MIME_TYPES[spec.format])
+                    data.append(ImageData(url=f"{base_url}/v1/images/files/{name}"))
+                else:
+                    data.append(ImageData(b64_json=to_base64(encoded)))
+            return spec.response(int(time.time()), data, adapter.usage_of(result, request, caps))
+
+        job = self.runner.enqueue(request, finalize=finalize)
+        return await self.runner.wait(job)
+
+    def _stream(self, request: GenerationRequest, spec: adapter.OutputSpec, caps: ModelCapabilities,
+                prefix: str) -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
+        previews: asyncio.Queue[Progress] = asyncio.Queue()
+
+        def on_progress(progress: Progress) -> None:  # on the generation thread
+            if progress.previews is not None:
+                loop.call_soon_threadsafe(previews.put_nowait, progress)
+
+        def finalize(result: GenerationResult):  # on an encoder thread
+            return [to_base64(self._encode(p, spec)) for p in result.images], adapter.usage_of(result, request, caps)
+
+        job = self.runner.enqueue(request, on_progress, finalize)  # QueueFull here is still an HTTP 429
+        outcome = asyncio.ensure_future(self.runner.wait(job))
+
+        def event(kind: str, b64: str, **extra) -> bytes:
+            payload = ImageStreamEvent(type=f"{prefix}.{kind}", b64_json=b64, background=spec.background,
+                                       created_at=int(time.time()), output_format=spec.format, quality=spec.quality,
+                                       size=spec.size, **extra)
+            return b"event: " + payload.type.encode() + b"\ndata: " + msgspec.json.encode(payload) + b"\n\n"
+
+        async def partials(progress: Progress) -> AsyncIterator[bytes]:
+            for pixels in progress.previews:
+                b64 = await asyncio.to_thread(lambda p=pixels: to_base64(self._encode(p, spec)))
+                yield event("partial_image", b64, partial_image_index=progress.preview_index)
+
+        async def events() -> AsyncIterator[bytes]:
+            waiter: asyncio.Future | None = None
+            try:
+                while True:
+                    if not previews.empty():
+                        async for chunk in partials(previews.get_nowait()):
+                            yield chunk
+                        continue
+                    if outcome.done():
+                        break
+                    waiter = asyncio.ensure_future(previews.get())
+                    done, _ = await asyncio.wait({outcome, waiter}, timeout=_HEARTBEAT_SECONDS,
+                                                 return_when=asyncio.FIRST_COMPLETED)
+                    if waiter in done:
+                        async for chunk in partials(waiter.result()):
+                            yield chunk
+                    else:
+                        waiter.cancel()
+                        if not done:
+                            yield SSE_PING  # an SSE comment: keeps proxies from timing out a queued request
+                images, usage = outcome.result()
+                for b64 in images:
+                    yield event("completed", b64, usage=usage)
+                yield SSE_DONE
+            except RequestCancelled:
+                return
+            except Exception as exc:  # noqa: BLE001 - the status line is sent: report in the stream, end cleanly
+                body = error_response(exc).body
+                yield b"event: error\ndata: " + msgspec.json.encode({"type": "error", **body}) + b"\n\n"
+                yield SSE_DONE
+            finally:
+                if waiter is not None:
+                    waiter.cancel()
+                outcome.cancel()  # the client left mid-stream: stop the generation
+
+        return events()
