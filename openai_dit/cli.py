@@ -9,6 +9,7 @@ import os
 import sys
 
 from . import __version__
+from .adapters.images import parse_quality_steps
 from .config import ServerConfig, add_arguments, config_from_args
 
 __all__ = ["main"]
@@ -51,6 +52,14 @@ def _check_launch(config: ServerConfig) -> str | None:
         return f"--allowed-local-media-path {config.allowed_local_media_path} is not a folder"
     if config.max_queued_requests < 1:
         return "--max-queued-requests must be at least 1"
+    try:
+        parse_quality_steps(config.quality_steps)
+    except ValueError as exc:
+        return f"--quality-steps {exc}"
+    if config.image_url_ttl < 1 or config.image_url_store_mb <= 0:
+        return "--image-url-ttl and --image-url-store-mb must be positive"
+    if config.public_url and not config.public_url.startswith(("http://", "https://")):
+        return "--public-url must start with http:// or https://"
     return None
 
 

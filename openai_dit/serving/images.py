@@ -113,7 +113,7 @@ class ImagesService:
         return mask
 
     async def _start(self, body, task: Task, caps: ModelCapabilities, size: tuple[int, int], images: list, mask,
-               request_id: str, base_url: str, stream_prefix: str | None):
+                     request_id: str, base_url: str, stream_prefix: str | None):
         """Admit the request now (so refusals keep their status); a stream or an awaitable response."""
         steps, quality = adapter.resolve_steps(body, caps, self.quality_steps)
         request = adapter.to_generation_request(body, task, caps, size=size, steps=steps, images=images, mask=mask,
@@ -140,8 +140,7 @@ class ImagesService:
                     data.append(ImageData(b64_json=to_base64(encoded)))
             return spec.response(int(time.time()), data, adapter.usage_of(result, request, caps))
 
-        job = self.runner.enqueue(request, finalize=finalize)
-        return await self.runner.wait(job)
+        return await self.runner.submit(request, finalize=finalize)
 
     def _stream(self, request: GenerationRequest, spec: adapter.OutputSpec, caps: ModelCapabilities,
                 prefix: str) -> AsyncIterator[bytes]:

@@ -69,6 +69,10 @@ def test_readme_documents_every_flag():
     (["--taylorseer"], {}, "--cache"),
     (["--allowed-local-media-path", "/nonexistent/dir"], {}, "not a folder"),
     (["--max-queued-requests", "0"], {}, "at least 1"),
+    (["--quality-steps", "low=0"], {}, "--quality-steps"),
+    (["--quality-steps", "ultra=5"], {}, "--quality-steps"),
+    (["--image-url-ttl", "0"], {}, "--image-url-ttl"),
+    (["--public-url", "gen.example.com"], {}, "--public-url"),
 ])
 def test_bad_launches_are_refused_before_loading(monkeypatch, argv, env, words):
     for key, value in env.items():
@@ -79,3 +83,4 @@ def test_bad_launches_are_refused_before_loading(monkeypatch, argv, env, words):
 
 def test_sound_launch_passes():
     assert _check_launch(parse("--cache")) is None
+    assert _check_launch(parse("--quality-steps", "low=4, high=30", "--public-url", "https://x.example")) is None

@@ -409,3 +409,11 @@ def test_models_list_and_retrieve():
         assert assert_openai_error(client.get("/v1/models/other"), 404, "model")["code"] == "model_not_found"
         assert_openai_error(client.post("/v1/images/generations", json={**GEN, "model": "fake-model"}), 404, "model")
         assert client.post("/v1/images/generations", json={**GEN, "model": "org/fake-1"}).status_code == 200
+
+
+def test_bodies_over_the_limit_are_413():
+    big = png_bytes(64, 64) + bytes(40_000)
+    with serving(FakeEngine(IMAGES), max_request_body_mb=0.02) as client:
+        response = client.post("/v1/images/edits", files=[("image", upload(big))], data={"prompt": "x"})
+        assert_openai_error(response, 413)
+        assert_openai_error(client.post("/v1/images/generations", json={**GEN, "prompt": "x" * 30_000}), 413)
