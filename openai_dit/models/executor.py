@@ -87,6 +87,20 @@ class PipelineExecutor:
         except Exception:  # noqa: BLE001 - usage is informative; never fail a request over it
             return 0
 
+    @staticmethod
+    def _attach_preview(progress: Progress, pipeline, family: str, estimate: DenoisedEstimate,
+                        callback_kwargs: dict, request: GenerationRequest) -> None:
+        """Decode a partial image into `progress`. A preview that fails is skipped: never the request."""
+        latents = estimate.latents()
+        if latents is None:
+            latents = callback_kwargs["latents"]
+        try:
+            decoded = decode_preview(pipeline, family, latents, request.width, request.height)
+        except Exception:  # noqa: BLE001 - logged; the generation goes on
+            logger.warning("request %s: decoding a partial image failed", request.request_id, exc_info=True)
+            return
+        progress.previews = to_uint8(decoded)
+
     def _warm_up(self, request: GenerationRequest, kwargs: dict[str, Any]) -> None:
         """With --compile, the first request of each new shape runs a 1-step call to compile for it."""
         shape = (request.task, request.width, request.height, request.num_frames, request.num_outputs,
@@ -115,11 +129,7 @@ class PipelineExecutor:
             if on_progress is not None and not cancelled.is_set():
                 progress = Progress(step=step + 1, total_steps=total)
                 if step + 1 in previews_at:
-                    latents = estimate.latents()
-                    if latents is None:
-                        latents = callback_kwargs["latents"]
-                    decoded = decode_preview(pipeline, family, latents, request.width, request.height)
-                    progress.previews = to_uint8(decoded)
+                    self._attach_preview(progress, pipeline, family, estimate, callback_kwargs, request)
                     progress.preview_index = previews_at.index(step + 1)
                 on_progress(progress)
             if cancelled.is_set():

@@ -88,3 +88,15 @@ def test_per_request_cache_settings(load):
     assert run().cache.cached_steps == 0  # back to the server's settings
     uncached = load("tiny:flux").run(request(), threading.Event())
     assert np.array_equal(off.images, uncached.images)
+
+
+def test_a_failing_preview_never_fails_the_request(load, monkeypatch):
+    import openai_dit.models.executor as executor_module
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(executor_module, "decode_preview", broken)
+    seen = []
+    result = load("tiny:flux").run(request(partial_images=2), threading.Event(), seen.append)
+    assert result.images.shape == (1, 64, 64, 3) and all(p.previews is None for p in seen)
