@@ -106,11 +106,12 @@ def size_for_input(width: int, height: int, caps: ModelCapabilities) -> tuple[in
 
 
 def check_request(body: AnyImageRequest, task: Task, caps: ModelCapabilities, model_name: str, *,
-                  cache_enabled: bool, compiled: bool, param: str | None = None) -> None:
-    """Everything refusable before reading images or touching the model."""
+                  cache_enabled: bool, compiled: bool, param: str | None = None) -> tuple[int, int] | None:
+    """Everything refusable before reading images or touching the model. Returns the size the client named
+    (None for auto)."""
     check_model(body.model, model_name)
     check_task(task, caps, model_name, param=param)
-    parse_size(body.size, caps)
+    size = parse_size(body.size, caps)
     if getattr(body, "background", None) == "transparent":
         raise InvalidRequest("background 'transparent' is not supported: this model generates opaque RGB images.",
                              param="background", code="unsupported_background")
@@ -131,6 +132,7 @@ def check_request(body: AnyImageRequest, task: Task, caps: ModelCapabilities, mo
         if compiled:
             raise InvalidRequest("Per-request cache settings are refused with --compile: changing them would "
                                  "recompile the model.", param="cache")
+    return size
 
 
 def _cache_overrides(body: AnyImageRequest) -> dict | None:

@@ -22,7 +22,7 @@ import httpx
 
 from ..errors import InvalidRequest
 
-__all__ = ["MediaPolicy", "load_image_bytes"]
+__all__ = ["MediaPolicy", "check_byte_limit", "load_image_bytes"]
 
 _DATA_URI = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w-]+=[\w.-]+)*)(?P<b64>;base64)?,",
                        re.IGNORECASE)
@@ -40,9 +40,14 @@ class MediaPolicy:
     transport: httpx.AsyncBaseTransport | None = field(default=None, compare=False)
 
 
-def _b64decode(text: str, *, max_bytes: int, param: str) -> bytes:
-    if len(text) * 3 // 4 > max_bytes + 3:
+def check_byte_limit(size: int, max_bytes: int, param: str) -> None:
+    """An input of `size` bytes over the limit is a 400 naming `param`, whichever way it arrived."""
+    if size > max_bytes:
         raise InvalidRequest(f"'{param}' is larger than {max_bytes} bytes.", param=param, code="image_too_large")
+
+
+def _b64decode(text: str, *, max_bytes: int, param: str) -> bytes:
+    check_byte_limit(len(text) * 3 // 4 - 3, max_bytes, param)
     compact = "".join(text.split())
     try:
         if "-" in compact or "_" in compact:
@@ -128,15 +133,12 @@ async def _fetch(url: str, policy: MediaPolicy, param: str) -> bytes:
                     raise InvalidRequest(f"'{param}': fetching the image returned HTTP {response.status_code}.",
                                          param=param, code="fetch_failed")
                 declared = response.headers.get("content-length")
-                if declared and declared.isdigit() and int(declared) > policy.max_bytes:
-                    raise InvalidRequest(f"'{param}' is larger than {policy.max_bytes} bytes.", param=param,
-                                         code="image_too_large")
+                if declared and declared.isdigit():
+                    check_byte_limit(int(declared), policy.max_bytes, param)
                 chunks, size = [], 0
                 async for chunk in response.aiter_bytes():
                     size += len(chunk)
-                    if size > policy.max_bytes:
-                        raise InvalidRequest(f"'{param}' is larger than {policy.max_bytes} bytes.", param=param,
-                                             code="image_too_large")
+                    check_byte_limit(size, policy.max_bytes, param)
                     chunks.append(chunk)
                 return b"".join(chunks)
     raise InvalidRequest(f"'{param}': too many redirects.", param=param, code="fetch_failed")
@@ -151,9 +153,7 @@ def _read_local(path: str, policy: MediaPolicy, param: str) -> bytes:
     if os.path.commonpath([root, real]) != root or not os.path.isfile(real):
         raise InvalidRequest(f"'{param}': no such file under the allowed media folder.", param=param,
                              code="forbidden_path")
-    if os.path.getsize(real) > policy.max_bytes:
-        raise InvalidRequest(f"'{param}' is larger than {policy.max_bytes} bytes.", param=param,
-                             code="image_too_large")
+    check_byte_limit(os.path.getsize(real), policy.max_bytes, param)
     with open(real, "rb") as f:
         return f.read()
 

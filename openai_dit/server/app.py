@@ -91,7 +91,7 @@ def create_app(config: ServerConfig, runner: Runner) -> Litestar:
             "config": config,
             "started_at": int(time.time()),
             "native": NativeService(runner, config, policy),
-            "images": ImagesService(runner, config, store),
+            "images": ImagesService(runner, config, policy, store),
         }),
         request_max_body_size=int(config.max_request_body_mb * 1024 * 1024),
         multipart_form_part_limit=_MAX_FORM_PARTS,

@@ -12,6 +12,7 @@ from litestar.params import FromPath, JSONBody
 from litestar.response import Stream
 
 from ..adapters.forms import FormFields, split_form
+from ..adapters.images import check_model
 from ..errors import InvalidRequest, NotFound
 from ..protocol.images import ImageGenerationRequest, ImagesResponse
 from ..protocol.models import ModelCard, ModelList
@@ -99,8 +100,5 @@ class ModelsController(Controller):
 
     @get("/{model_id:path}", summary="The served model by name; 404 for any other")
     async def retrieve_model(self, model_id: FromPath[str], state: State) -> ModelCard:
-        name = model_id.lstrip("/")
-        if name != state.config.model_name:
-            raise NotFound(f"The model '{name}' does not exist; this server serves '{state.config.model_name}'.",
-                           param="model", code="model_not_found")
+        check_model(model_id.lstrip("/"), state.config.model_name)  # an empty id never routes here
         return self._card(state)

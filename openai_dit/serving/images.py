@@ -12,7 +12,7 @@ from ..adapters import images as adapter
 from ..adapters.forms import FormFields, convert_form
 from ..config import ServerConfig
 from ..errors import InvalidRequest, RequestCancelled, error_response
-from ..media import IMAGE_MIME_TYPES, decode_image, decode_mask, encode_image, to_base64
+from ..media import IMAGE_MIME_TYPES, MediaPolicy, check_byte_limit, decode_image, decode_mask, encode_image, to_base64
 from ..models.capabilities import ModelCapabilities
 from ..protocol.images import (
     ImageData,
@@ -35,9 +35,10 @@ _HEARTBEAT_SECONDS = 15.0
 
 
 class ImagesService:
-    def __init__(self, runner: Runner, config: ServerConfig, store: OutputStore) -> None:
+    def __init__(self, runner: Runner, config: ServerConfig, policy: MediaPolicy, store: OutputStore) -> None:
         self.runner = runner
         self.config = config
+        self.policy = policy
         self.store = store
         self.quality_steps = adapter.parse_quality_steps(config.quality_steps)
 
@@ -45,8 +46,7 @@ class ImagesService:
     async def generate(self, body: ImageGenerationRequest, *, request_id: str,
                        base_url: str) -> ImagesResponse | AsyncIterator[bytes]:
         caps = self.runner.capabilities()
-        self._check(body, Task.TEXT_TO_IMAGE, caps)
-        size = adapter.parse_size(body.size, caps) or caps.default_size()
+        size = self._check(body, Task.TEXT_TO_IMAGE, caps) or caps.default_size()
         return await self._start(body, Task.TEXT_TO_IMAGE, caps, size, [], None, request_id, base_url,
                                  "image_generation")
 
@@ -54,7 +54,7 @@ class ImagesService:
                    base_url: str) -> ImagesResponse | AsyncIterator[bytes]:
         caps = self.runner.capabilities()
         body = convert_form(form.fields, ImageEditRequest)
-        self._check(body, Task.IMAGE_EDIT, caps, param="image")
+        requested_size = self._check(body, Task.IMAGE_EDIT, caps, param="image")
         uploads = form.files.get("image", [])
         if not uploads:
             raise InvalidRequest("image is required: send one or more image files as 'image' or 'image[]'.",
@@ -70,35 +70,31 @@ class ImagesService:
             raise InvalidRequest("Send at most one mask.", param="mask")
         images = await self._decode_images(uploads, caps)
         mask = await self._decode_mask(masks[0], images[0].size) if masks else None
-        size = adapter.parse_size(body.size, caps) or adapter.size_for_input(*images[0].size, caps)
+        size = requested_size or adapter.size_for_input(*images[0].size, caps)
         return await self._start(body, Task.IMAGE_EDIT, caps, size, images, mask, request_id, base_url, "image_edit")
 
     async def variation(self, form: FormFields, *, request_id: str, base_url: str) -> ImagesResponse:
         caps = self.runner.capabilities()
         body = convert_form(form.fields, ImageVariationRequest)
-        self._check(body, Task.IMAGE_EDIT, caps, param="image")
+        requested_size = self._check(body, Task.IMAGE_EDIT, caps, param="image")
         uploads = form.files.get("image", [])
         if len(uploads) != 1:
             raise InvalidRequest(f"A variation takes exactly one image; got {len(uploads)}.", param="image")
         if form.files.get("mask"):
             raise InvalidRequest("Variations take no mask.", param="mask")
         images = await self._decode_images(uploads, caps)
-        size = adapter.parse_size(body.size, caps) or adapter.size_for_input(*images[0].size, caps)
+        size = requested_size or adapter.size_for_input(*images[0].size, caps)
         return await self._start(body, Task.IMAGE_EDIT, caps, size, images, None, request_id, base_url, None)
 
     # --- shared steps ----------------------------------------------------------------------------------------
-    def _check(self, body, task: Task, caps: ModelCapabilities, param: str | None = None) -> None:
-        adapter.check_request(body, task, caps, self.config.model_name, cache_enabled=self.config.cache,
+    def _check(self, body, task: Task, caps: ModelCapabilities, param: str | None = None) -> tuple[int, int] | None:
+        return adapter.check_request(body, task, caps, self.config.model_name, cache_enabled=self.config.cache,
                               compiled=self.config.compile, param=param)
 
     async def _decode_images(self, uploads: list[bytes], caps: ModelCapabilities) -> list:
-        limit = int(self.config.max_image_bytes_mb * 1024 * 1024)
-
         def decode(index: int, data: bytes):
             name = "image" if len(uploads) == 1 else f"image[{index}]"
-            if len(data) > limit:
-                raise InvalidRequest(f"'{name}' is larger than {self.config.max_image_bytes_mb:g} MiB.", param=name,
-                                     code="image_too_large")
+            check_byte_limit(len(data), self.policy.max_bytes, name)
             image = decode_image(data, max_pixels=self.config.max_image_pixels, param=name)
             caps.check_input_image(*image.size, param=name)
             return image
