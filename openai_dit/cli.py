@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import logging
 import os
+import sqlite3
 import sys
 
 from . import __version__
@@ -58,6 +59,10 @@ def _check_launch(config: ServerConfig) -> str | None:
         return f"--quality-steps {exc}"
     if config.image_url_ttl < 1 or config.image_url_store_mb <= 0:
         return "--image-url-ttl and --image-url-store-mb must be positive"
+    if config.video_ttl < 1 or config.video_store_mb <= 0 or config.max_video_jobs < 1:
+        return "--video-ttl, --video-store-mb and --max-video-jobs must be positive"
+    if os.path.exists(config.data_path) and not os.path.isdir(config.data_path):
+        return f"--data-dir {config.data_path} is not a folder"
     if config.public_url and not config.public_url.startswith(("http://", "https://")):
         return "--public-url must start with http:// or https://"
     return None
@@ -85,6 +90,7 @@ def _uvicorn_server(app, config: ServerConfig):
 def serve(config: ServerConfig) -> int:
     from .runner import Runner
     from .server import create_app
+    from .serving.video_store import DataDirInUse
 
     problem = _check_launch(config)
     if problem:
@@ -105,7 +111,12 @@ def serve(config: ServerConfig) -> int:
         server.should_exit = True
 
     runner = Runner(load_engine, max_queued=config.max_queued_requests, on_fatal=on_fatal)
-    server = _uvicorn_server(create_app(config, runner), config)
+    try:
+        app = create_app(config, runner)
+    except (OSError, sqlite3.Error, DataDirInUse) as exc:
+        logger.error("cannot start: the data directory %s cannot be used: %s", config.data_path, exc)
+        return 2
+    server = _uvicorn_server(app, config)
     server.run()
     if failure:
         logger.error("exiting: the model could not be loaded: %s", failure[0])

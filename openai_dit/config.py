@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import MISSING, dataclass, field, fields
 
 __all__ = ["SCM_POLICIES", "ServerConfig", "add_arguments", "config_from_args", "flag_table"]
@@ -43,6 +44,16 @@ class ServerConfig:
                                      "expire first when full.", group="openai")
     public_url: str | None = _opt(None, "Base URL clients reach this server at (e.g. https://gen.example.com), "
                                   "for image links (default: from each request's Host header).", group="openai")
+    # --- video jobs
+    data_dir: str | None = _opt(None, "Folder for durable state: video jobs (SQLite) and their files. Default: "
+                                "$OPENAI_DIT_DATA_DIR, else $XDG_DATA_HOME/openai-dit (~/.local/share/openai-dit). "
+                                "One server per folder.", group="videos")
+    video_ttl: int = _opt(86400, "Seconds a finished video job and its files are kept after it completes or fails.",
+                          group="videos")
+    video_store_mb: float = _opt(20480.0, "Disk (MiB) for video jobs' files; beyond it the oldest finished jobs "
+                                 "are removed.", group="videos")
+    max_video_jobs: int = _opt(10000, "Video job records kept; beyond it the oldest finished jobs are removed.",
+                               group="videos")
     # --- model loading
     device: str | None = _opt(None, "Device (default: cuda when available, else cpu).", group="model")
     dtype: str = _opt("auto", "Weights dtype: auto (bfloat16 on GPU, float32 on CPU), bfloat16, float16, float32.",
@@ -94,6 +105,16 @@ class ServerConfig:
     @property
     def model_name(self) -> str:
         return self.served_model_name or self.model_path
+
+    @property
+    def data_path(self) -> str:
+        """--data-dir, else $OPENAI_DIT_DATA_DIR, else the XDG data folder."""
+        if self.data_dir:
+            return self.data_dir
+        if os.environ.get("OPENAI_DIT_DATA_DIR"):
+            return os.environ["OPENAI_DIT_DATA_DIR"]
+        base = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+        return os.path.join(base, "openai-dit")
 
 
 def _flag(f) -> str:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 __all__ = [
     "APIError",
+    "Conflict",
     "ErrorResponse",
     "InvalidRequest",
     "ModelNotReady",
@@ -51,6 +52,17 @@ class UnsupportedTask(InvalidRequest):
 class NotFound(APIError):
     status_code = 404
     error_type = "not_found_error"
+
+
+class Conflict(APIError):
+    """The resource is not in a state that allows this (e.g. a video not completed yet). Retrying at once would
+    not help, so the SDK is told not to."""
+
+    status_code = 409
+    error_type = "invalid_request_error"
+
+    def __init__(self, message: str, *, code: str, param: str | None = None) -> None:
+        super().__init__(message, param=param, code=code, headers={"x-should-retry": "false"})
 
 
 class QueueFull(APIError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import tempfile
 import threading
 import time
 from contextlib import contextmanager
@@ -36,7 +37,8 @@ TEXT_ONLY = ModelCapabilities(
 VIDEO = ModelCapabilities(
     pipeline_class="FakeVideoPipeline", tasks=frozenset({Task.TEXT_TO_VIDEO, Task.IMAGE_TO_VIDEO}), max_input_images=1,
     call_parameters=frozenset({"prompt", "image", "num_frames", "negative_prompt"}), size_multiple=16,
-    frame_multiple=4, default_num_frames=9, batch_keyword="num_videos_per_prompt")
+    frame_multiple=4, default_num_frames=9, default_fps=8, default_width=64, default_height=64, default_steps=4,
+    batch_keyword="num_videos_per_prompt")
 
 
 class FakeEngine:
@@ -49,6 +51,8 @@ class FakeEngine:
         self.started = threading.Event()
         self.calls: list[GenerationRequest] = []
         self.cancelled_calls = 0
+        self.steps_run = 0
+        self.fail_with: BaseException | None = None  # raised by the next call, at its first step
         self.flushes = 0
 
     def run(self, request, cancelled, on_progress=None) -> GenerationResult:
@@ -61,6 +65,9 @@ class FakeEngine:
             if cancelled.is_set():
                 self.cancelled_calls += 1
                 raise RequestCancelled()
+            if self.fail_with is not None:
+                error, self.fail_with = self.fail_with, None
+                raise error
             if on_progress:
                 progress = Progress(step + 1, request.num_inference_steps)
                 due = preview_steps(request.num_inference_steps, request.partial_images)
@@ -70,6 +77,7 @@ class FakeEngine:
                     progress.preview_index = due.index(step + 1)
                 on_progress(progress)
             time.sleep(self.step_delay)
+            self.steps_run += 1
         outputs = [np.random.default_rng(seed).integers(0, 256, size=(request.height, request.width, 3),
                                                          dtype=np.uint8) for seed in request.seeds]
         if request.task.is_video:
@@ -87,19 +95,21 @@ class FakeEngine:
 
 @contextmanager
 def serving(engine: FakeEngine, **config_overrides):
-    """A TestClient on the real app, with the fake engine behind a real Runner."""
+    """A TestClient on the real app, with the fake engine behind a real Runner (and a fresh data directory unless
+    `data_dir` is given: pass the same one twice to restart a server)."""
     from litestar.testing import TestClient
 
     from openai_dit.server import create_app
 
-    config = ServerConfig(model_path="fake-model", **config_overrides)
-    runner = Runner(lambda: engine, max_queued=config.max_queued_requests)
-    with TestClient(create_app(config, runner)) as client:
-        deadline = time.monotonic() + 5
-        while not runner.ready and time.monotonic() < deadline:
-            time.sleep(0.01)
-        client.runner = runner
-        yield client
+    with tempfile.TemporaryDirectory(prefix="openai-dit-data-") as data_dir:
+        config = ServerConfig(model_path="fake-model", **{"data_dir": data_dir, **config_overrides})
+        runner = Runner(lambda: engine, max_queued=config.max_queued_requests)
+        with TestClient(create_app(config, runner)) as client:
+            deadline = time.monotonic() + 5
+            while not runner.ready and time.monotonic() < deadline:
+                time.sleep(0.01)
+            client.runner = runner
+            yield client
 
 
 def png_bytes(width: int = 32, height: int = 32, color=(200, 30, 30), mode: str = "RGB") -> bytes:

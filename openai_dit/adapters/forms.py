@@ -15,7 +15,7 @@ import msgspec
 
 from ..errors import InvalidRequest
 
-__all__ = ["FormFields", "convert_form", "split_form"]
+__all__ = ["FormFields", "convert_form", "decode_json", "split_form"]
 
 T = TypeVar("T")
 
@@ -31,8 +31,10 @@ class FormFields(msgspec.Struct):
     files: dict[str, list[Any]]
 
 
-def split_form(items: Iterable[tuple[str, Any]], file_fields: frozenset[str]) -> FormFields:
-    """(key, value) parts -> FormFields. A value is a str, or an upload (anything else) for file fields."""
+def split_form(items: Iterable[tuple[str, Any]], file_fields: frozenset[str],
+               object_fields: frozenset[str] = frozenset()) -> FormFields:
+    """(key, value) parts -> FormFields. A value is a str, or an upload (anything else) for file fields.
+    `object_fields` are file fields that may instead arrive as text (`input_reference[image_url]`)."""
     fields: dict[str, Any] = {}
     files: dict[str, list[Any]] = {}
     for key, value in items:
@@ -40,7 +42,7 @@ def split_form(items: Iterable[tuple[str, Any]], file_fields: frozenset[str]) ->
         if not match:
             raise InvalidRequest(f"Unexpected form field '{key[:80]}'.", param=key[:80])
         name, sub = match.group(1), match.group(2)
-        if name in file_fields:
+        if name in file_fields and not (isinstance(value, str) and name in object_fields):
             if isinstance(value, str):
                 raise InvalidRequest(f"'{name}' must be sent as a file.", param=name)
             files.setdefault(name, []).append(value)
@@ -64,13 +66,27 @@ def split_form(items: Iterable[tuple[str, Any]], file_fields: frozenset[str]) ->
     return FormFields(fields=fields, files=files)
 
 
+def _invalid(exc: msgspec.ValidationError) -> InvalidRequest:
+    message = str(exc)
+    found = _AT.search(message) or _MISSING.search(message)
+    param = found.group(1) if found else None
+    where = f" (parameter '{param}')" if param else ""
+    return InvalidRequest(f"{message.split(' - at ')[0]}{where}.", param=param, code="invalid_value")
+
+
 def convert_form(fields: dict[str, Any], cls: type[T]) -> T:
     """Strings converted to the Struct's types ("4" -> 4, "true" -> True) and validated; errors name the field."""
     try:
         return msgspec.convert(fields, cls, strict=False)
     except msgspec.ValidationError as exc:
-        message = str(exc)
-        found = _AT.search(message) or _MISSING.search(message)
-        param = found.group(1) if found else None
-        raise InvalidRequest(f"{message.split(' - at ')[0]} (parameter '{param}').", param=param,
-                             code="invalid_value") from None
+        raise _invalid(exc) from None
+
+
+def decode_json(body: bytes, cls: type[T]) -> T:
+    """A JSON body validated as `cls`; errors name the field, as for forms."""
+    try:
+        return msgspec.json.decode(body, type=cls)
+    except msgspec.ValidationError as exc:
+        raise _invalid(exc) from None
+    except msgspec.DecodeError:
+        raise InvalidRequest("The body is not valid JSON.", code="invalid_json") from None

@@ -92,7 +92,7 @@ def parse_size(size: str | None, caps: ModelCapabilities) -> tuple[int, int] | N
     width, height = int(match.group(1)), int(match.group(2))
     m = caps.size_multiple
     if width % m or height % m or not (MIN_SIDE <= min(width, height) and max(width, height) <= MAX_SIDE):
-        raise InvalidRequest(f"size {size} cannot be produced exactly by this model: it needs {_constraint(caps)} "
+        raise InvalidRequest(f"size {size} cannot be produced exactly by this model: it needs {_constraint(caps)}"
                              f"; nearest: {_nearest(width, m)}x{_nearest(height, m)}.", param="size",
                              code="invalid_size")
     return width, height

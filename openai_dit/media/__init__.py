@@ -1,7 +1,7 @@
 """Safe media input (fetching and decoding under limits) and output encoders."""
 
 from .decode import ALLOWED_FORMATS, decode_image, decode_mask
-from .encode import IMAGE_MIME_TYPES, encode_image, encode_video, to_base64
+from .encode import IMAGE_MIME_TYPES, encode_image, encode_spritesheet, encode_video, to_base64
 from .fetch import MediaPolicy, check_byte_limit, load_image_bytes
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "decode_image",
     "decode_mask",
     "encode_image",
+    "encode_spritesheet",
     "encode_video",
     "load_image_bytes",
     "to_base64",

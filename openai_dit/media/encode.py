@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 from fractions import Fraction
 
 import numpy as np
 from PIL import Image
 
-__all__ = ["IMAGE_MIME_TYPES", "encode_image", "encode_video", "to_base64"]
+__all__ = ["IMAGE_MIME_TYPES", "encode_image", "encode_spritesheet", "encode_video", "to_base64"]
 
 IMAGE_MIME_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 
@@ -50,6 +51,25 @@ def encode_video(frames: np.ndarray, fps: int, *, crf: int = 18) -> bytes:
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
+    return buffer.getvalue()
+
+
+def encode_spritesheet(frames: np.ndarray, *, max_tiles: int = 25, tile_width: int = 256) -> bytes:
+    """(T, H, W, 3) frames -> one JPEG grid of up to `max_tiles` frames spread evenly, left to right, top to
+    bottom, each scaled to at most `tile_width` pixels wide."""
+    count = min(max_tiles, len(frames))
+    picks = np.linspace(0, len(frames) - 1, count).round().astype(int)
+    height, width = frames.shape[1:3]
+    scale = min(1.0, tile_width / width)
+    tile = (max(1, round(width * scale)), max(1, round(height * scale)))
+    columns = math.ceil(math.sqrt(count))
+    rows = math.ceil(count / columns)
+    sheet = Image.new("RGB", (columns * tile[0], rows * tile[1]))
+    for position, index in enumerate(picks):
+        frame = Image.fromarray(frames[index]).resize(tile, Image.Resampling.BILINEAR)
+        sheet.paste(frame, ((position % columns) * tile[0], (position // columns) * tile[1]))
+    buffer = io.BytesIO()
+    sheet.save(buffer, format="JPEG", quality=85)
     return buffer.getvalue()
 
 

@@ -21,6 +21,8 @@ _MULTI_IMAGE_LIMITS = {
 }
 # Smallest input image side a pipeline accepts (Flux.2 refuses reference images under 64 px).
 _MIN_INPUT_SIDE = {"Flux2KleinPipeline": 64, "Flux2Pipeline": 64}
+# Frames per second a video family is trained at (used when a request names none); others: 16.
+_DEFAULT_FPS = {"Wan": 16, "LTX": 24, "HunyuanVideo": 24, "CogVideoX": 8, "Mochi": 30, "SkyReels": 24}
 # Beyond this aspect ratio, pipelines that resize inputs to a fixed area round a side down to zero.
 MAX_INPUT_ASPECT_RATIO = 20
 # Keywords the server sets itself; never taken from clients as pipeline extras.
@@ -43,6 +45,7 @@ class ModelCapabilities:
     size_multiple: int
     frame_multiple: int | None = None
     default_num_frames: int | None = None
+    default_fps: int | None = None
     default_width: int = 1024
     default_height: int = 1024
     batch_keyword: str = "num_images_per_prompt"
@@ -84,6 +87,7 @@ class ModelCapabilities:
             "default_size": [self.default_width, self.default_height],
             "default_num_frames": self.default_num_frames,
             "frame_multiple": self.frame_multiple,
+            "default_fps": self.default_fps,
             "default_num_inference_steps": self.default_steps,
             "inpainting": self.accepts("mask_image"),
             "partial_images": self.previews,
@@ -121,6 +125,12 @@ def _default_steps(params, hints: dict) -> int:
     return default if isinstance(default, int) else 28
 
 
+def _default_fps(name: str, hints: dict) -> int:
+    if isinstance(hints.get("default_fps"), int):
+        return hints["default_fps"]
+    return next((fps for prefix, fps in _DEFAULT_FPS.items() if name.startswith(prefix)), 16)
+
+
 def capabilities_of(pipe, hints: dict | None = None) -> ModelCapabilities:
     """Read what `pipe` can do; `hints` (from the model folder) may set default_width/height/num_frames."""
     hints = hints or {}
@@ -152,6 +162,7 @@ def capabilities_of(pipe, hints: dict | None = None) -> ModelCapabilities:
         size_multiple=_size_multiple(pipe),
         frame_multiple=frame_multiple,
         default_num_frames=default_frames if isinstance(default_frames, int) else None,
+        default_fps=_default_fps(name, hints) if is_video else None,
         batch_keyword="num_videos_per_prompt" if "num_videos_per_prompt" in names else "num_images_per_prompt",
         min_input_side=_MIN_INPUT_SIDE.get(name, 1),
         default_width=_default_dimension(pipe, params, "width", hints),

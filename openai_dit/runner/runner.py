@@ -129,6 +129,11 @@ class Runner:
         return len(self._pending)
 
     @property
+    def recent_seconds(self) -> float | None:
+        """A moving average of one pipeline call's duration; None before the first."""
+        return self._recent_seconds
+
+    @property
     def busy(self) -> bool:
         return self._running is not None
 
@@ -140,16 +145,17 @@ class Runner:
         return await self.wait(self.enqueue(request, on_progress, finalize))
 
     def enqueue(self, request: GenerationRequest, on_progress: ProgressListener | None = None,
-                finalize: Callable[[GenerationResult], Any] | None = None) -> _Job:
+                finalize: Callable[[GenerationResult], Any] | None = None, *, readmit: bool = False) -> _Job:
         """Admission alone: QueueFull / ModelNotReady now (before a response has started), else the queued job
-        for `wait`. A streaming handler admits first, so refusals still get their HTTP status."""
+        for `wait`. A streaming handler admits first, so refusals still get their HTTP status. `readmit`: work
+        admitted before (a video job resumed after a restart) is queued even beyond the bound."""
         if not self.ready:
             raise ModelNotReady()
         job = _Job(request=request, future=Future(), on_progress=on_progress, finalize=finalize)
         with self._cv:
             if self._stopping:
                 raise ModelNotReady("The server is shutting down.")
-            if len(self._pending) >= self._max_queued:
+            if len(self._pending) >= self._max_queued and not readmit:
                 wait = (self._recent_seconds or 1.0) * (len(self._pending) + 1)  # until the queue has drained
                 raise QueueFull(retry_after_s=max(1, math.ceil(wait)))
             self._pending.append(job)
@@ -161,7 +167,7 @@ class Runner:
         try:
             return await asyncio.wrap_future(job.future)
         except asyncio.CancelledError:
-            self._cancel(job)
+            self.cancel(job)
             raise
 
     async def call(self, fn: Callable[[Engine], Any]) -> Any:
@@ -176,14 +182,16 @@ class Runner:
             self._cv.notify()
         return await asyncio.wrap_future(future)
 
-    def _cancel(self, job: _Job) -> None:
+    def cancel(self, job: _Job) -> None:
+        """Drop a queued job (its waiter gets RequestCancelled) or stop a running one at its next step."""
         job.cancelled.set()
         with self._cv:
             try:
                 self._pending.remove(job)
-                logger.info("request %s dropped from the queue: client gone", job.request.request_id)
             except ValueError:
-                pass  # already running: the engine stops it at the next step
+                return  # already running: the engine stops it at the next step
+        logger.info("request %s dropped from the queue: cancelled", job.request.request_id)
+        _settle(job.future, error=RequestCancelled())
 
     # --- the generation thread -------------------------------------------------------------------------------
     def _main(self) -> None:
@@ -226,10 +234,13 @@ class Runner:
             return
         started = time.monotonic()
         try:
+            if job.on_progress is not None:
+                job.on_progress(Progress(step=0, total_steps=job.request.num_inference_steps))  # started
             result = self._engine.run(job.request, job.cancelled, job.on_progress)
         except BaseException as exc:  # noqa: BLE001 - delivered to the awaiting handler
             if isinstance(exc, RequestCancelled):
-                logger.info("request %s stopped: client gone or server stopping", job.request.request_id)
+                logger.info("request %s stopped: cancelled (client gone, job deleted or server stopping)",
+                            job.request.request_id)
             else:
                 logger.exception("request %s failed", job.request.request_id)
             _settle(job.future, error=exc)

@@ -9,34 +9,30 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from litestar import Litestar, Request, Response
+from litestar import Litestar
 from litestar.datastructures import State
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from .. import __version__
 from ..config import ServerConfig
-from ..errors import error_response
 from ..media import MediaPolicy
 from ..runner import Runner
 from ..serving.images import ImagesService
 from ..serving.native import NativeService
 from ..serving.output_store import OutputStore
+from ..serving.video_store import VideoStore
+from ..serving.videos import VideosService
 from .docs import docs_router, openapi_config
+from .exceptions import handle_exception
 from .native import NativeController
 from .openai import ImagesController, ModelsController
+from .videos import VideosController
 
 __all__ = ["create_app"]
 
 logger = logging.getLogger("openai_dit.server")
 
 _MAX_FORM_PARTS = 100  # multipart parts per request: a few images plus every text field, with room to spare
-
-
-def _handle_exception(request: Request, exc: Exception) -> Response:
-    """The only exception handler: every error leaves in the OpenAI shape (see `errors.error_response`)."""
-    mapped = error_response(exc)
-    return Response(content=mapped.body, status_code=mapped.status_code, headers=mapped.headers,
-                    media_type="application/json")
 
 
 def _request_id_middleware(app: ASGIApp) -> ASGIApp:
@@ -63,7 +59,8 @@ def _request_id_middleware(app: ASGIApp) -> ASGIApp:
 
 
 def create_app(config: ServerConfig, runner: Runner) -> Litestar:
-    """The app serving `runner`. The lifespan starts the runner (which loads the model) and stops it."""
+    """The app serving `runner`. Opens (and locks) the video job store in the data directory; the lifespan starts
+    the runner (which loads the model) and the video jobs, and stops them."""
     policy = MediaPolicy(
         max_bytes=int(config.max_image_bytes_mb * 1024 * 1024),
         fetch_timeout=config.fetch_timeout,
@@ -73,17 +70,22 @@ def create_app(config: ServerConfig, runner: Runner) -> Litestar:
 
     store = OutputStore(ttl_seconds=config.image_url_ttl, max_bytes=int(config.image_url_store_mb * 1024 * 1024))
 
+    videos = VideosService(runner, config, policy, VideoStore(config.data_path))
+
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         runner.start()
+        await videos.start()
         try:
             yield
         finally:
+            videos.begin_shutdown()
             await asyncio.to_thread(runner.stop, 30)
+            await videos.close()
 
     return Litestar(
-        route_handlers=[NativeController, ImagesController, ModelsController, docs_router()],
-        exception_handlers={Exception: _handle_exception},
+        route_handlers=[NativeController, ImagesController, VideosController, ModelsController, docs_router()],
+        exception_handlers={Exception: handle_exception},
         middleware=[_request_id_middleware],
         lifespan=[lifespan],
         state=State({
@@ -92,6 +94,7 @@ def create_app(config: ServerConfig, runner: Runner) -> Litestar:
             "started_at": int(time.time()),
             "native": NativeService(runner, config, policy),
             "images": ImagesService(runner, config, policy, store),
+            "videos": videos,
         }),
         request_max_body_size=int(config.max_request_body_mb * 1024 * 1024),
         multipart_form_part_limit=_MAX_FORM_PARTS,

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 from litestar import Controller, Request, Response, get, post
-from litestar.datastructures import State, UploadFile
+from litestar.datastructures import State
 from litestar.params import FromPath, JSONBody
 from litestar.response import Stream
 
-from ..adapters.forms import FormFields, split_form
+from ..adapters.forms import FormFields
 from ..adapters.images import check_model
-from ..errors import InvalidRequest, NotFound
+from ..errors import NotFound
 from ..protocol.images import ImageGenerationRequest, ImagesResponse
 from ..protocol.models import ModelCard, ModelList
 from ..serving.images import FILE_FIELDS
 from .disconnect import cancel_on_disconnect
+from .forms import read_form
 
 __all__ = ["ImagesController", "ModelsController"]
 
@@ -29,20 +29,7 @@ def _base_url(request: Request, state: State) -> str:
 
 
 async def _read_form(request: Request) -> FormFields:
-    """The multipart body as text fields and file bytes (the body size is bounded by --max-request-body-mb)."""
-    content_type, _ = request.content_type
-    if content_type not in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        raise InvalidRequest("This endpoint takes multipart/form-data (image files as 'image' or 'image[]').",
-                             code="invalid_content_type")
-    form = await request.form()
-    items: list[tuple[str, Any]] = []
-    for key, value in form.multi_items():
-        if isinstance(value, UploadFile):
-            items.append((key, await value.read()))  # only the bytes: the client's file name is never used
-            await value.close()
-        else:
-            items.append((key, value))
-    return split_form(items, FILE_FIELDS)
+    return await read_form(request, FILE_FIELDS, expected="multipart/form-data (image files as 'image' or 'image[]')")
 
 
 def _respond(result: ImagesResponse | AsyncIterator[bytes]) -> Response | Stream:

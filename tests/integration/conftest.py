@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,13 +20,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class ServerURL(str):
+    process: subprocess.Popen
+
+
 @contextmanager
 def running_server(*args: str, ready_timeout: float = 180.0, log_dir: Path | None = None):
+    """The server on a free port, with its own data directory unless `args` names one. Yields its URL, which carries
+    the process as `.process`."""
     port = free_port()
     log = open((log_dir or Path(os.environ.get("TMPDIR", "/tmp"))) / f"openai-dit-{port}.log", "w+")
+    data_dir = None if "--data-dir" in args else tempfile.TemporaryDirectory(prefix="openai-dit-data-")
+    extra = ["--data-dir", data_dir.name] if data_dir else []
     process = subprocess.Popen([sys.executable, "-m", "openai_dit", "serve", "--host", "127.0.0.1", "--port",
-                                str(port), *args], stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+                                str(port), *extra, *args], stdout=log, stderr=subprocess.STDOUT)
+    url = ServerURL(f"http://127.0.0.1:{port}")
+    url.process = process
     try:
         deadline = time.monotonic() + ready_timeout
         while True:
@@ -48,4 +58,6 @@ def running_server(*args: str, ready_timeout: float = 180.0, log_dir: Path | Non
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+        if data_dir is not None:
+            data_dir.cleanup()
 

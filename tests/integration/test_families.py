@@ -99,7 +99,7 @@ def test_wan_text_to_video():
         # Nothing but a prompt: the tiny model's defaults (64x64, 9 frames), quick on a CPU.
         bare = httpx.post(f"{url}/generate", json={"prompt": "a cat", "num_inference_steps": 2}, timeout=120)
         assert bare.status_code == 200 and len(frames_of(bare.json()["video"])) == 9
-        compat(url)
+        compat(url, "native_client.py", "openai_videos.py")
 
 
 def test_wan_image_to_video():
@@ -108,7 +108,7 @@ def test_wan_image_to_video():
         assert len(frames_of(video["video"])) == 9
         refused = httpx.post(f"{url}/generate", json={"prompt": "x", "width": 64, "height": 64, "num_frames": 9})
         assert refused.status_code == 400 and "text-to-video" in refused.json()["error"]["message"]
-        compat(url)
+        compat(url, "native_client.py", "openai_videos.py")
 
 
 @pytest.mark.parametrize(("args", "code"), [

@@ -26,7 +26,7 @@ def test_leaving_mid_stream_stops_the_generation(tmp_path):
         assert quick.status_code == 200
         deadline = time.monotonic() + 10
         log = next(tmp_path.glob("openai-dit-*.log"))
-        while "stopped: client gone" not in log.read_text() and time.monotonic() < deadline:
+        while "stopped: cancelled" not in log.read_text() and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert "stopped: client gone" in log.read_text()
+        assert "stopped: cancelled" in log.read_text()
         assert time.monotonic() - started < full_run_estimate

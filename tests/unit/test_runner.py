@@ -44,7 +44,7 @@ def test_progress_is_reported_per_step():
     runner = started_runner(FakeEngine())
     seen = []
     result = asyncio.run(runner.submit(make_request(steps=4), on_progress=lambda p: seen.append(p.step)))
-    assert seen == [1, 2, 3, 4]
+    assert seen == [0, 1, 2, 3, 4]  # 0: the call has started
     assert result.images.shape == (1, 16, 16, 3)
     runner.stop()
 

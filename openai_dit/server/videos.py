@@ -1,0 +1,60 @@
+"""Routes of the OpenAI Videos API: /v1/videos. Thin: parsing and response shapes only."""
+
+from __future__ import annotations
+
+from litestar import Controller, Request, Response, delete, get, post
+from litestar.datastructures import State
+from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.response import File
+
+from ..adapters.forms import decode_json
+from ..protocol.videos import Video, VideoCreateRequest, VideoDeleted, VideoList, VideoRemixRequest
+from ..serving.videos import FILE_FIELDS
+from .exceptions import handle_exception_no_retry
+from .forms import FORM_CONTENT_TYPES, read_form
+
+__all__ = ["VideosController"]
+
+_NO_RETRY = {Exception: handle_exception_no_retry}
+
+
+class VideosController(Controller):
+    path = "/v1/videos"
+    tags = ["openai"]
+
+    @post("", status_code=200, exception_handlers=_NO_RETRY,
+          summary="Create a video job (multipart, with an optional input_reference image file, or JSON)")
+    async def create(self, request: Request, state: State) -> Video:
+        content_type, _ = request.content_type
+        if content_type in FORM_CONTENT_TYPES:
+            form = await read_form(request, FILE_FIELDS, object_fields=FILE_FIELDS,
+                                   expected="multipart/form-data or JSON")
+            return await state.videos.create_from_form(form)
+        return await state.videos.create_from_json(decode_json(await request.body(), VideoCreateRequest))
+
+    @get("", summary="List video jobs, newest first (after, limit, order)")
+    async def list_videos(self, state: State, after: FromQuery[str | None] = None,
+                          limit: FromQuery[str | None] = None, order: FromQuery[str | None] = None) -> VideoList:
+        return state.videos.list(after, limit, order)
+
+    @get("/{video_id:str}", summary="A video job; `openai-poll-after-ms` says when to ask again")
+    async def retrieve(self, video_id: FromPath[str], state: State) -> Response[Video]:
+        video, poll_after_ms = state.videos.retrieve(video_id)
+        headers = {} if poll_after_ms is None else {"openai-poll-after-ms": str(poll_after_ms)}
+        return Response(video, headers=headers)
+
+    @delete("/{video_id:str}", status_code=200, summary="Delete a video job; a running one stops at its next step")
+    async def delete_video(self, video_id: FromPath[str], state: State) -> VideoDeleted:
+        return await state.videos.delete(video_id)
+
+    @get("/{video_id:str}/content", summary="The MP4 (variant=video), a thumbnail (WebP) or a spritesheet (JPEG)")
+    async def content(self, video_id: FromPath[str], state: State, variant: FromQuery[str | None] = None) -> File:
+        path, media_type = state.videos.content(video_id, variant)
+        extension = path.suffix
+        return File(path=path, media_type=media_type, filename=f"{video_id}{extension}",
+                    content_disposition_type="inline")
+
+    @post("/{video_id:str}/remix", status_code=200, exception_handlers=_NO_RETRY,
+          summary="A new job with a completed video's settings (seed and input image included) and a new prompt")
+    async def remix(self, video_id: FromPath[str], data: JSONBody[VideoRemixRequest], state: State) -> Video:
+        return await state.videos.remix(video_id, data.prompt)
