@@ -18,27 +18,11 @@ import warnings
 import httpx
 import openai
 from PIL import Image
-
-
-def png(width: int, height: int, color: tuple[int, int, int]) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (width, height), color).save(buffer, format="PNG")
-    return buffer.getvalue()
+from sdk_checks import expect_error, png
 
 
 def decoded(b64: str) -> Image.Image:
     return Image.open(io.BytesIO(base64.b64decode(b64)))
-
-
-def expect_error(kind: type[openai.APIStatusError], param: str | None, call) -> None:
-    try:
-        call()
-    except kind as exc:
-        body = exc.body if isinstance(exc.body, dict) else {}
-        assert param is None or body.get("param") == param, (param, body)
-        assert body.get("message"), body
-        return
-    raise AssertionError(f"expected {kind.__name__}")
 
 
 def check_models(client: openai.OpenAI) -> dict:

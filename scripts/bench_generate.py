@@ -16,13 +16,16 @@ by up to +-8% between two processes running the same code.
 from __future__ import annotations
 
 import argparse
+import atexit
 import http.client
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -133,8 +136,11 @@ def free_port() -> int:
 
 
 def start_server(model_path: str, port: int) -> subprocess.Popen:
+    """The server on `port`, with a data directory of its own (so it runs beside any other server)."""
+    data_dir = tempfile.mkdtemp(prefix="openai-dit-bench-")
+    atexit.register(shutil.rmtree, data_dir, True)
     process = subprocess.Popen([sys.executable, "-m", "openai_dit", "serve", "--model-path", model_path, "--host",
-                                "127.0.0.1", "--port", str(port), "--log-level", "warning"])
+                                "127.0.0.1", "--port", str(port), "--log-level", "warning", "--data-dir", data_dir])
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         try:

@@ -75,13 +75,13 @@ def create_app(config: ServerConfig, runner: Runner) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         runner.start()
-        await videos.start()
+        await videos.jobs.start()
         try:
             yield
         finally:
-            videos.begin_shutdown()
+            videos.jobs.begin_shutdown()
             await asyncio.to_thread(runner.stop, 30)
-            await videos.close()
+            await videos.jobs.close()
 
     return Litestar(
         route_handlers=[NativeController, ImagesController, VideosController, ModelsController, docs_router()],

@@ -1,63 +1,33 @@
-"""Handling of the OpenAI Videos API: durable asynchronous jobs driven through the shared runner.
+"""Handling of the OpenAI Videos API: checks, input images and the Video objects; jobs run in `video_jobs`.
 
 A job is checked, its input image fetched and decoded, its record written and its work admitted to the runner's
 queue (the same queue as image requests, first come first served) before `POST /v1/videos` answers `queued`.
-Progress comes from the denoising steps (0-90) and the encoding of the outputs (90-99). Restarts: a graceful stop
-puts the running job back in the queue; on start, queued jobs run again and jobs that were running when a process
-died are failed with `server_restarted` (they may be what killed it).
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
-import numpy as np
 from PIL import Image, ImageOps
 
 from ..adapters import videos as adapter
 from ..adapters.forms import FormFields, convert_form
 from ..config import ServerConfig
-from ..errors import APIError, Conflict, InvalidRequest, ModelNotReady, NotFound, RequestCancelled
-from ..media import (
-    MediaPolicy,
-    check_byte_limit,
-    decode_image,
-    encode_image,
-    encode_spritesheet,
-    encode_video,
-    load_image_bytes,
-)
+from ..errors import Conflict, InvalidRequest, NotFound
+from ..media import MediaPolicy, check_byte_limit, decode_image, load_image_bytes
 from ..protocol.videos import InputReference, Video, VideoCreateRequest, VideoDeleted, VideoError, VideoList
 from ..runner import Runner
-from ..types import GenerationResult, Progress, Task
-from .video_store import ARTIFACTS, REFERENCE_FILE, VideoRecord, VideoStore, new_video_id
+from ..types import Task
+from .video_jobs import VideoJobs
+from .video_store import ARTIFACTS, VideoRecord, VideoStore, new_video_id
 
 __all__ = ["FILE_FIELDS", "VideosService"]
 
-logger = logging.getLogger("openai_dit.videos")
-
 FILE_FIELDS = frozenset({"input_reference"})
-DENOISING_SHARE = 90  # progress points given to the denoising steps; encoding takes the rest up to 99
 MAX_LIST_LIMIT = 100
-_SWEEP_SECONDS = 60.0
-
-
-@dataclass
-class _ActiveJob:
-    """A job admitted to the runner in this process: live status and progress, kept in memory only."""
-
-    job: object
-    status: str = "queued"
-    progress: int = 0
-    started_at: float | None = None
-    deleted: bool = False
-    updated_at: float = field(default_factory=time.monotonic)
 
 
 class VideosService:
@@ -66,70 +36,7 @@ class VideosService:
         self.config = config
         self.policy = policy
         self.store = store
-        self._active: dict[str, _ActiveJob] = {}
-        self._tasks: set[asyncio.Task] = set()  # one per admitted job, until its outcome is recorded
-        self._background: list[asyncio.Task] = []  # the sweeper and the resumption of queued jobs
-        self._stopping = False
-
-    # --- lifecycle -------------------------------------------------------------------------------------------
-    async def start(self) -> None:
-        """Recover the store (see the module's note) and start the expiry sweeper."""
-        queued = self.store.recover(ttl_seconds=self.config.video_ttl)
-        orphans = await asyncio.to_thread(self.store.remove_orphan_folders)
-        if orphans:
-            logger.info("removed %d job folders without a record", orphans)
-        await self.sweep()
-        self._background = [asyncio.ensure_future(self._resume(queued)),
-                            asyncio.ensure_future(self._sweep_forever())]
-
-    def begin_shutdown(self) -> None:
-        """Before the runner stops: jobs it stops from now on go back to the queue for the next start."""
-        self._stopping = True
-
-    async def close(self) -> None:
-        """After the runner stopped (every job settled): record the outcomes, close the store."""
-        for task in self._background:
-            task.cancel()
-        await asyncio.gather(*self._background, *self._tasks, return_exceptions=True)
-        self.store.close()
-
-    def _spawn(self, coroutine) -> None:
-        task = asyncio.ensure_future(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def sweep(self) -> None:
-        """Remove expired jobs, and the oldest finished ones while the store is over its bounds."""
-        removed = self.store.remove_expired_and_excess(max_bytes=int(self.config.video_store_mb * 1024 * 1024),
-                                                       max_jobs=self.config.max_video_jobs)
-        for storage in removed:
-            await asyncio.to_thread(self.store.remove_folder, storage)
-
-    async def _sweep_forever(self) -> None:
-        interval = min(_SWEEP_SECONDS, max(1.0, self.config.video_ttl / 2))
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.sweep()
-            except Exception:  # noqa: BLE001 - the next sweep tries again
-                logger.exception("sweeping expired video jobs failed")
-
-    async def _resume(self, records: list[VideoRecord]) -> None:
-        if not records:
-            return
-        while not self.runner.ready:
-            await asyncio.sleep(0.1)
-        logger.info("resuming %d queued video job(s)", len(records))
-        for record in records:
-            if self.store.get(record.id) is None:
-                continue  # deleted meanwhile
-            if record.model != self.config.model_name:
-                self.store.finish(record.id, ttl_seconds=self.config.video_ttl, error_code="model_changed",
-                                  error_message=f"The server now serves '{self.config.model_name}', not "
-                                  f"'{record.model}'; create the video again.")
-                continue
-            reference = await self._stored_reference(record)
-            self._admit(record, reference, readmit=True)
+        self.jobs = VideoJobs(runner, config, store)
 
     # --- the API ---------------------------------------------------------------------------------------------
     async def create_from_json(self, body: VideoCreateRequest) -> Video:
@@ -152,16 +59,15 @@ class VideosService:
                                  f"'{self.config.model_name}'.", param="video_id", code="model_mismatch")
         self.runner.capabilities()  # 503 while the model loads
         settings = msgspec.structs.replace(source.settings, prompt=prompt)
-        reference = await self._stored_reference(source)
         record = self._new_record(settings, remixed_from=source.id)
-        return await self._store_and_admit(record, reference)
+        await self.jobs.submit(record, await self.jobs.reference_of(source))
+        return self._video(record)
 
     def retrieve(self, video_id: str) -> tuple[Video, int | None]:
         """The Video, and how long a poller should wait before asking again (ms; None once it is finished)."""
         record = self._record(video_id)
-        active = self._active.get(record.id)
-        return self._video(record), (self._poll_after_ms(active) if record.status not in ("completed", "failed")
-                                     else None)
+        finished = record.status in ("completed", "failed")
+        return self._video(record), None if finished else self.jobs.poll_after_ms(record.id)
 
     def list(self, after: str | None, limit: str | None, order: str | None) -> VideoList:
         count = _parse_limit(limit)
@@ -182,12 +88,7 @@ class VideosService:
         record = self.store.delete(video_id)
         if record is None:
             raise _not_found(video_id)
-        active = self._active.get(record.id)
-        if active is not None:
-            active.deleted = True  # its folder goes once the runner is done with it
-            self.runner.cancel(active.job)
-        else:
-            await asyncio.to_thread(self.store.remove_folder, record.storage)
+        await self.jobs.forget(record)
         return VideoDeleted(id=record.id)
 
     def content(self, video_id: str, variant: str | None) -> tuple[Path, str]:
@@ -221,7 +122,9 @@ class VideosService:
                 settings = msgspec.structs.replace(settings, width=width, height=height)
             reference = await asyncio.to_thread(ImageOps.fit, image, (settings.width, settings.height),
                                                 Image.Resampling.LANCZOS)
-        return await self._store_and_admit(self._new_record(settings), reference)
+        record = self._new_record(settings)
+        await self.jobs.submit(record, reference)
+        return self._video(record)
 
     @staticmethod
     def _reference_source(body: VideoCreateRequest, upload: bytes | None) -> tuple[bytes | str | None, str]:
@@ -247,120 +150,6 @@ class VideosService:
                            created_at=int(time.time()), settings=settings, storage="",
                            remixed_from_video_id=remixed_from)
 
-    async def _store_and_admit(self, record: VideoRecord, reference: Image.Image | None) -> Video:
-        """Write the job's folder and record, and queue its work; a refusal (429, 503) leaves nothing behind."""
-        record.storage = self.store.new_folder()
-        try:
-            if reference is not None:
-                record.bytes = await asyncio.to_thread(self._write_reference, record, reference)
-            active = self._admit(record, reference)
-            try:
-                self.store.insert(record)
-            except BaseException:
-                active.deleted = True
-                self.runner.cancel(active.job)
-                raise
-        except BaseException:
-            await asyncio.to_thread(self.store.remove_folder, record.storage)
-            raise
-        logger.info("video %s queued (%s, %sx%s, %d frames)", record.id, record.settings.task, record.settings.width,
-                    record.settings.height, record.settings.num_frames)
-        return self._video(record)
-
-    def _write_reference(self, record: VideoRecord, image: Image.Image) -> int:
-        data = encode_image(np.asarray(image), "png")
-        (self.store.folder(record) / REFERENCE_FILE).write_bytes(data)
-        return len(data)
-
-    async def _stored_reference(self, record: VideoRecord) -> Image.Image | None:
-        if not record.settings.has_reference:
-            return None
-        path = self.store.folder(record) / REFERENCE_FILE
-        data = await asyncio.to_thread(path.read_bytes)
-        return await asyncio.to_thread(decode_image, data, max_pixels=self.config.max_image_pixels,
-                                       param="input_reference")
-
-    def _admit(self, record: VideoRecord, reference: Image.Image | None, *, readmit: bool = False) -> _ActiveJob:
-        """Queue the job's work in the runner (QueueFull / ModelNotReady propagate) and drive it to its end."""
-        loop = asyncio.get_running_loop()
-        request = adapter.to_generation_request(record.settings, reference, request_id=record.id)
-        active = _ActiveJob(job=None)
-
-        def on_progress(progress: Progress) -> None:  # on the generation thread
-            if progress.step == 0:
-                loop.call_soon_threadsafe(self._started, record.id, active)
-            else:
-                self._set_progress(active, DENOISING_SHARE * progress.step // max(1, progress.total_steps))
-
-        def finalize(result: GenerationResult) -> int:  # on an encoder thread
-            return self._write_outputs(record, result, active)
-
-        active.job = self.runner.enqueue(request, on_progress, finalize, readmit=readmit)
-        self._active[record.id] = active
-        self._spawn(self._drive(record, active))
-        return active
-
-    def _started(self, video_id: str, active: _ActiveJob) -> None:
-        active.status = "in_progress"
-        active.started_at = time.monotonic()
-        if not active.deleted:
-            self.store.set_status(video_id, "in_progress")
-
-    @staticmethod
-    def _set_progress(active: _ActiveJob, value: int) -> None:
-        active.progress = max(active.progress, min(99, value))
-        active.updated_at = time.monotonic()
-
-    def _write_outputs(self, record: VideoRecord, result: GenerationResult, active: _ActiveJob) -> int:
-        """Encode the MP4, the thumbnail (the middle frame) and the spritesheet into the job's folder."""
-        frames = result.videos[0]
-        folder = self.store.folder(record)
-        encoders = {
-            "video": lambda: encode_video(frames, record.settings.fps),
-            "thumbnail": lambda: encode_image(frames[len(frames) // 2], "webp", quality=85),
-            "spritesheet": lambda: encode_spritesheet(frames),
-        }
-        written = 0
-        for index, (variant, encode) in enumerate(encoders.items()):
-            data = encode()
-            name = ARTIFACTS[variant][0]
-            partial = folder / f".{name}.part"
-            partial.write_bytes(data)
-            os.replace(partial, folder / name)
-            written += len(data)
-            self._set_progress(active, DENOISING_SHARE + (100 - DENOISING_SHARE - 1) * (index + 1) // len(encoders))
-        return written
-
-    async def _drive(self, record: VideoRecord, active: _ActiveJob) -> None:
-        """Await the job's work and record how it ended."""
-        ttl = self.config.video_ttl
-        try:
-            written = await self.runner.wait(active.job)
-        except (RequestCancelled, ModelNotReady) as exc:
-            if active.deleted:
-                logger.info("video %s deleted", record.id)
-            elif self._stopping:
-                self.store.set_status(record.id, "queued")  # the next start runs it again
-                logger.info("video %s stopped by the shutdown; queued for the next start", record.id)
-            else:
-                self.store.finish(record.id, ttl_seconds=ttl, error_code="cancelled",
-                                  error_message=getattr(exc, "message", "The video was cancelled."))
-        except Exception as exc:  # noqa: BLE001 - recorded on the job; the runner logged the traceback
-            code, message = "generation_failed", "The video could not be generated; the server log has details."
-            if isinstance(exc, APIError):
-                code, message = exc.code or code, exc.message
-            self.store.finish(record.id, ttl_seconds=ttl, error_code=code, error_message=message)
-            logger.warning("video %s failed: %s", record.id, code)
-        else:
-            if self.store.finish(record.id, ttl_seconds=ttl, added_bytes=written):
-                active.status, active.progress = "completed", 100
-                logger.info("video %s completed", record.id)
-                await self.sweep()  # keep the store within its bounds
-        finally:
-            self._active.pop(record.id, None)
-            if active.deleted:
-                await asyncio.to_thread(self.store.remove_folder, record.storage)
-
     # --- reading jobs ----------------------------------------------------------------------------------------
     def _record(self, video_id: str) -> VideoRecord:
         record = self.store.get(video_id)
@@ -369,11 +158,10 @@ class VideosService:
         return record
 
     def _video(self, record: VideoRecord) -> Video:
-        active = self._active.get(record.id)
-        status = record.status
-        if active is not None and status not in ("completed", "failed"):
-            status = active.status if active.status != "completed" else status
-        progress = 100 if status == "completed" else (active.progress if active and status == "in_progress" else 0)
+        status, progress = record.status, 100 if record.status == "completed" else 0
+        live = self.jobs.live(record.id)
+        if live is not None and status in ("queued", "in_progress"):
+            status, progress = live.status, live.progress if live.status == "in_progress" else 0
         error = VideoError(code=record.error_code, message=record.error_message or "") if record.error_code else None
         s = record.settings
         return Video(id=record.id, model=record.model, status=status, progress=progress,
@@ -381,14 +169,6 @@ class VideosService:
                      prompt=s.prompt, size=s.size, seconds=s.seconds,
                      remixed_from_video_id=record.remixed_from_video_id, error=error, seed=s.seed, fps=s.fps,
                      num_frames=s.num_frames)
-
-    def _poll_after_ms(self, active: _ActiveJob | None) -> int:
-        """About a quarter of the time the job still needs, between 0.1 s and 5 s."""
-        remaining = self.runner.recent_seconds or 2.0
-        if active is not None and active.started_at is not None and active.progress > 0:
-            elapsed = time.monotonic() - active.started_at
-            remaining = elapsed * (100 - active.progress) / active.progress
-        return int(min(5000, max(100, remaining * 1000 / 4)))
 
 
 def _parse_limit(limit: str | None) -> int:

@@ -116,10 +116,22 @@ def test_wan_image_to_video():
     (["--parallel-type", "ulysses"], 2),
     (["--device", "cuda"], 1),
 ])
-def test_bad_launches_exit_non_zero(args, code):
-    done = subprocess.run([sys.executable, "-m", "openai_dit", "serve", "--port", "0", *args],
-                          capture_output=True, text=True, timeout=120)
+def test_bad_launches_exit_non_zero(args, code, tmp_path):
+    done = subprocess.run([sys.executable, "-m", "openai_dit", "serve", "--port", "0", "--data-dir", str(tmp_path),
+                           *args], capture_output=True, text=True, timeout=120)
     assert done.returncode == code, done.stdout + done.stderr
+
+
+def test_a_data_directory_in_use_is_refused(tmp_path):
+    from openai_dit.serving.video_store import VideoStore
+
+    held = VideoStore(tmp_path)
+    try:
+        done = subprocess.run([sys.executable, "-m", "openai_dit", "serve", "--port", "0", "--data-dir",
+                               str(tmp_path)], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and "in use by another openai-dit server" in done.stderr, done.stderr
+    finally:
+        held.close()
 
 
 def test_old_style_invocation_without_subcommand():
@@ -128,7 +140,7 @@ def test_old_style_invocation_without_subcommand():
     assert done.returncode == 0 and "--max-continuous-cached-steps" in done.stdout
 
 
-def test_sigterm_lets_the_request_in_flight_finish_then_exits_zero():
+def test_sigterm_lets_the_request_in_flight_finish_then_exits_zero(tmp_path):
     import signal
     import threading
     import time
@@ -137,8 +149,8 @@ def test_sigterm_lets_the_request_in_flight_finish_then_exits_zero():
 
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "openai_dit", "serve", "--model-path", "tiny:flux", "--host",
-                                "127.0.0.1", "--port", str(port)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+                                "127.0.0.1", "--port", str(port), "--data-dir", str(tmp_path)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
         while True:

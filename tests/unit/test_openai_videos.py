@@ -333,6 +333,10 @@ def test_remix_reuses_the_settings_seed_and_reference_with_a_new_prompt():
         assert second.num_frames == first.num_frames and second.images[0].getpixel((0, 0)) == (1, 2, 3)
         assert_openai_error(client.post(f"/v1/videos/{source['id']}/remix", json={}), 400, "prompt")
         assert_openai_error(client.post("/v1/videos/video_" + "1" * 32 + "/remix", json={"prompt": "x"}), 404)
+        for reference in client.app.state.videos.store.files_root.glob("*/reference.png"):
+            reference.unlink()  # an input image lost from the disk: a clear 404, not a server error
+        lost = client.post(f"/v1/videos/{source['id']}/remix", json={"prompt": "a bird"})
+        assert assert_openai_error(lost, 404)["code"] == "reference_missing"
 
 
 # --- durability -----------------------------------------------------------------------------------------------------
