@@ -51,8 +51,8 @@ def _check_launch(config: ServerConfig) -> str | None:
         return f"--output-dir {config.output_dir} is not a folder"
     if config.allowed_local_media_path and not os.path.isdir(config.allowed_local_media_path):
         return f"--allowed-local-media-path {config.allowed_local_media_path} is not a folder"
-    if config.max_queued_requests < 1:
-        return "--max-queued-requests must be at least 1"
+    if config.max_queued_requests < 1 or config.max_batch_size < 1:
+        return "--max-queued-requests and --max-batch-size must be at least 1"
     try:
         parse_quality_steps(config.quality_steps)
     except ValueError as exc:
@@ -110,7 +110,8 @@ def serve(config: ServerConfig) -> int:
         failure.append(exc)
         server.should_exit = True
 
-    runner = Runner(load_engine, max_queued=config.max_queued_requests, on_fatal=on_fatal)
+    runner = Runner(load_engine, max_queued=config.max_queued_requests, max_batch_size=config.max_batch_size,
+                    on_fatal=on_fatal)
     try:
         app = create_app(config, runner)
     except (OSError, sqlite3.Error, DataDirInUse) as exc:

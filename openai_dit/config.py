@@ -28,6 +28,10 @@ class ServerConfig:
     port: int = _opt(8000, "Port to bind.", group="server")
     max_queued_requests: int = _opt(64, "Requests that may wait for the model; beyond this, 429 with Retry-After.",
                                     group="server")
+    max_batch_size: int = _opt(4, "Most outputs (images or videos) of one pipeline call shared by waiting requests "
+                               "with the same size, steps and settings; 1 runs every request alone (bit-exact "
+                               "reproducible). A batch that runs out of GPU memory is retried one by one.",
+                               group="server")
     max_request_body_mb: float = _opt(64.0, "Largest request body accepted (MiB); larger is 413.", group="server")
     output_dir: str | None = _opt(None, "Folder for output_format \"path\"; without it that format is refused.",
                                   group="server")

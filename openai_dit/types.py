@@ -47,6 +47,17 @@ class GenerationRequest:
     request_id: str = ""
 
     @property
+    def batch_key(self) -> tuple | None:
+        """Requests with equal keys can share one pipeline call (prompts, negative prompts, seeds and the number of
+        outputs may differ); None: this one runs alone (its input images shape the call)."""
+        if self.images or self.mask is not None:
+            return None
+        cache = tuple(sorted(self.cache.items())) if self.cache else None
+        return (self.task, self.width, self.height, self.num_inference_steps, self.guidance_scale,
+                self.true_cfg_scale, tuple(self.sigmas) if self.sigmas else None, self.num_frames,
+                self.negative_prompt is None, self.partial_images, cache)
+
+    @property
     def seeds(self) -> list[int]:
         """One seed per output: seed, seed+1, ... so output i is reproducible on its own."""
         return [(self.seed + i) % 2**63 for i in range(self.num_outputs)]

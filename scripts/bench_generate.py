@@ -50,20 +50,22 @@ def in_process_call(model_path: str):
     config = ServerConfig(model_path=model_path)
     executor = PipelineExecutor(load_model(config))
 
-    def call(size: int, steps: int) -> float:
-        """One call as the server makes it; returns the seconds of the pipeline call alone."""
-        request = GenerationRequest(task=Task.TEXT_TO_IMAGE, prompt="a lighthouse on a cliff at dusk", width=size,
-                                    height=size, num_inference_steps=steps, seed=1234, guidance_scale=7.5)
-        result = executor.run(request, threading.Event())
+    def call(size: int, steps: int, count: int = 1) -> float:
+        """One call as the server makes it, for `count` requests batched; returns the seconds of the pipeline call
+        alone."""
+        requests = [GenerationRequest(task=Task.TEXT_TO_IMAGE, prompt="a lighthouse on a cliff at dusk", width=size,
+                                      height=size, num_inference_steps=steps, seed=1234 + i, guidance_scale=7.5)
+                    for i in range(count)]
+        results = executor.run_batch(requests, threading.Event())
         [to_base64(encode_image(pixels, "png", png_compress_level=config.png_compress_level))
-         for pixels in result.images]
-        return result.inference_seconds
+         for result in results for pixels in result.images]
+        return results[0].inference_seconds
 
     return call
 
 
 def run_worker(model_path: str) -> None:
-    """Worker mode: read `SIZE STEPS` lines, answer each with the seconds one in-process call took."""
+    """Worker mode: read `SIZE STEPS [COUNT]` lines, answer each with the seconds one in-process call took."""
     replies = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # whatever the libraries print goes to stderr, not into the replies
     sys.stdout = sys.stderr
@@ -72,15 +74,14 @@ def run_worker(model_path: str) -> None:
     thread = ThreadPoolExecutor(max_workers=1)
     call = thread.submit(in_process_call, model_path).result()
 
-    def timed_call(size: int, steps: int) -> str:
+    def timed_call(size: int, steps: int, count: int = 1) -> str:
         started = time.perf_counter()
-        pipeline_seconds = call(size, steps)
+        pipeline_seconds = call(size, steps, count)
         return f"{time.perf_counter() - started} {pipeline_seconds}"
 
     print("ready", file=replies, flush=True)
     for line in sys.stdin:
-        size, steps = map(int, line.split())
-        print(thread.submit(timed_call, size, steps).result(), file=replies, flush=True)
+        print(thread.submit(timed_call, *map(int, line.split())).result(), file=replies, flush=True)
 
 
 class InProcess:
@@ -92,8 +93,9 @@ class InProcess:
                                         stdout=subprocess.PIPE, text=True)
         assert self.process.stdout.readline().strip() == "ready", "in-process worker failed to start"
 
-    def __call__(self, size: int, steps: int) -> float:
-        self.process.stdin.write(f"{size} {steps}\n")
+    def __call__(self, size: int, steps: int, count: int = 1) -> float:
+        """Seconds of one call making `count` images (one request each, batched as the server batches them)."""
+        self.process.stdin.write(f"{size} {steps} {count}\n")
         self.process.stdin.flush()
         total, pipeline = map(float, self.process.stdout.readline().split())
         self.time_costs.append(pipeline)
@@ -117,8 +119,14 @@ class OverHTTP:
         body = json.dumps({"prompt": "a lighthouse on a cliff at dusk", "width": size, "height": size,
                            "num_inference_steps": steps, "seed": 1234})
         started = time.perf_counter()
-        self.connection.request("POST", "/generate", body=body, headers={"content-type": "application/json"})
-        response = self.connection.getresponse()
+        try:
+            self.connection.request("POST", "/generate", body=body, headers={"content-type": "application/json"})
+            response = self.connection.getresponse()
+        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+            self.connection.close()  # the server closed an idle keep-alive connection: open a new one
+            started = time.perf_counter()
+            self.connection.request("POST", "/generate", body=body, headers={"content-type": "application/json"})
+            response = self.connection.getresponse()
         payload = json.loads(response.read())
         elapsed = time.perf_counter() - started
         assert response.status == 200 and payload["images"][0], payload
@@ -135,12 +143,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(model_path: str, port: int) -> subprocess.Popen:
+def start_server(model_path: str, port: int, *extra: str) -> subprocess.Popen:
     """The server on `port`, with a data directory of its own (so it runs beside any other server)."""
     data_dir = tempfile.mkdtemp(prefix="openai-dit-bench-")
     atexit.register(shutil.rmtree, data_dir, True)
     process = subprocess.Popen([sys.executable, "-m", "openai_dit", "serve", "--model-path", model_path, "--host",
-                                "127.0.0.1", "--port", str(port), "--log-level", "warning", "--data-dir", data_dir])
+                                "127.0.0.1", "--port", str(port), "--log-level", "warning", "--data-dir", data_dir,
+                                *extra])
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         try:

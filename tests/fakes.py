@@ -49,17 +49,25 @@ class FakeEngine:
         self.step_delay = step_delay
         self.gate: threading.Event | None = None
         self.started = threading.Event()
-        self.calls: list[GenerationRequest] = []
+        self.calls: list[GenerationRequest] = []  # every request run, in order
+        self.batches: list[list[GenerationRequest]] = []  # the requests of each call
         self.cancelled_calls = 0
         self.steps_run = 0
         self.fail_with: BaseException | None = None  # raised by the next call, at its first step
         self.flushes = 0
 
     def run(self, request, cancelled, on_progress=None) -> GenerationResult:
-        self.calls.append(request)
+        return self.run_batch([request], cancelled, on_progress)[0]
+
+    def run_batch(self, requests, cancelled, on_progress=None) -> list[GenerationResult]:
+        """One call for the batch: steps once, previews cover every output, a result per request."""
+        self.calls.extend(requests)
+        self.batches.append(list(requests))
         self.started.set()
+        first = requests[0]
+        outputs = sum(r.num_outputs for r in requests)
         began = time.time()
-        for step in range(request.num_inference_steps):
+        for step in range(first.num_inference_steps):
             if self.gate is not None:
                 self.gate.wait(10)
             if cancelled.is_set():
@@ -69,15 +77,18 @@ class FakeEngine:
                 error, self.fail_with = self.fail_with, None
                 raise error
             if on_progress:
-                progress = Progress(step + 1, request.num_inference_steps)
-                due = preview_steps(request.num_inference_steps, request.partial_images)
+                progress = Progress(step + 1, first.num_inference_steps)
+                due = preview_steps(first.num_inference_steps, first.partial_images)
                 if self.capabilities.previews and step + 1 in due:
-                    progress.previews = np.full((request.num_outputs, request.height, request.width, 3), step,
-                                                dtype=np.uint8)
+                    progress.previews = np.full((outputs, first.height, first.width, 3), step, dtype=np.uint8)
                     progress.preview_index = due.index(step + 1)
                 on_progress(progress)
             time.sleep(self.step_delay)
             self.steps_run += 1
+        return [self._result(request, began) for request in requests]
+
+    @staticmethod
+    def _result(request, began: float) -> GenerationResult:
         outputs = [np.random.default_rng(seed).integers(0, 256, size=(request.height, request.width, 3),
                                                          dtype=np.uint8) for seed in request.seeds]
         if request.task.is_video:
@@ -103,7 +114,8 @@ def serving(engine: FakeEngine, **config_overrides):
 
     with tempfile.TemporaryDirectory(prefix="openai-dit-data-") as data_dir:
         config = ServerConfig(model_path="fake-model", **{"data_dir": data_dir, **config_overrides})
-        runner = Runner(lambda: engine, max_queued=config.max_queued_requests)
+        runner = Runner(lambda: engine, max_queued=config.max_queued_requests,
+                        max_batch_size=config.max_batch_size)
         with TestClient(create_app(config, runner)) as client:
             deadline = time.monotonic() + 5
             while not runner.ready and time.monotonic() < deadline:

@@ -26,7 +26,7 @@ def encode_image(pixels: np.ndarray, fmt: str = "png", *, quality: int | None = 
     elif fmt == "jpeg":
         image.save(buffer, format="JPEG", quality=quality if quality is not None else 90)
     elif fmt == "webp":
-        image.save(buffer, format="WEBP", quality=quality if quality is not None else 90, method=2)
+        image.save(buffer, format="WEBP", quality=quality if quality is not None else 90, method=0)
     else:
         raise ValueError(f"unknown image format {fmt!r}")
     return buffer.getvalue()

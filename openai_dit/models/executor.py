@@ -48,31 +48,41 @@ class PipelineExecutor:
         return {"device": self.model.device, "dtype": str(self.model.dtype).removeprefix("torch."),
                 "cache": dict(settings.__dict__) if settings else None, "compile": self.model.compile}
 
-    def _kwargs(self, request: GenerationRequest) -> dict[str, Any]:
+    def _kwargs(self, requests: list[GenerationRequest]) -> dict[str, Any]:
+        """One call for every request (they share a batch key): one prompt and one generator per output. A lone
+        request keeps `num_images_per_prompt`, so it makes exactly the call it would make unbatched."""
         caps = self.model.capabilities
+        first = requests[0]
+        if len(requests) == 1:
+            prompt, per_prompt, negative = first.prompt, first.num_outputs, first.negative_prompt
+        else:
+            prompt = [r.prompt for r in requests for _ in range(r.num_outputs)]
+            per_prompt = 1
+            negative = None if first.negative_prompt is None else \
+                [r.negative_prompt for r in requests for _ in range(r.num_outputs)]
         kwargs: dict[str, Any] = {
-            "prompt": request.prompt,
-            "width": request.width,
-            "height": request.height,
-            "num_inference_steps": request.num_inference_steps,
-            caps.batch_keyword: request.num_outputs,
-            # CPU generators: the same noise whatever the device, device map or offloading.
-            "generator": [torch.Generator("cpu").manual_seed(s) for s in request.seeds],
+            "prompt": prompt,
+            "width": first.width,
+            "height": first.height,
+            "num_inference_steps": first.num_inference_steps,
+            caps.batch_keyword: per_prompt,
+            # CPU generators: the same noise whatever the device, device map, offloading or batch.
+            "generator": [torch.Generator("cpu").manual_seed(s) for r in requests for s in r.seeds],
             "output_type": "np",
         }
         optional = {
-            "negative_prompt": request.negative_prompt,
-            "guidance_scale": request.guidance_scale,
-            "true_cfg_scale": request.true_cfg_scale,
-            "sigmas": request.sigmas,
-            "num_frames": request.num_frames,
+            "negative_prompt": negative,
+            "guidance_scale": first.guidance_scale,
+            "true_cfg_scale": first.true_cfg_scale,
+            "sigmas": first.sigmas,
+            "num_frames": first.num_frames,
         }
         kwargs.update({k: v for k, v in optional.items() if v is not None and caps.accepts(k)})
-        if request.images:
+        if first.images:  # input images never batch (see GenerationRequest.batch_key)
             many = caps.max_input_images > 1
-            kwargs["image"] = list(request.images) if many else request.images[0]
-        if request.mask is not None:
-            kwargs["mask_image"] = request.mask
+            kwargs["image"] = list(first.images) if many else first.images[0]
+        if first.mask is not None:
+            kwargs["mask_image"] = first.mask
         return kwargs
 
     def _count_tokens(self, prompt: str) -> int:
@@ -101,10 +111,9 @@ class PipelineExecutor:
             return
         progress.previews = to_uint8(decoded)
 
-    def _warm_up(self, request: GenerationRequest, kwargs: dict[str, Any]) -> None:
-        """With --compile, the first request of each new shape runs a 1-step call to compile for it."""
-        shape = (request.task, request.width, request.height, request.num_frames, request.num_outputs,
-                 len(request.images))
+    def _warm_up(self, request: GenerationRequest, outputs: int, kwargs: dict[str, Any]) -> None:
+        """With --compile, the first call of each new shape runs a 1-step call to compile for it."""
+        shape = (request.task, request.width, request.height, request.num_frames, outputs, len(request.images))
         if not self.model.compile or shape in self._warm_shapes:
             return
         logger.info("compile warm-up for shape %s", shape)
@@ -116,20 +125,28 @@ class PipelineExecutor:
 
     def run(self, request: GenerationRequest, cancelled: threading.Event,
             on_progress: ProgressCallback | None = None) -> GenerationResult:
+        """One request alone."""
+        return self.run_batch([request], cancelled, on_progress)[0]
+
+    def run_batch(self, requests: list[GenerationRequest], cancelled: threading.Event,
+                  on_progress: ProgressCallback | None = None) -> list[GenerationResult]:
+        """One pipeline call for requests that share a batch key; a result per request, in order. `cancelled`
+        stops the call at the next step; previews in `on_progress` cover every output of the call."""
         if cancelled.is_set():
             raise RequestCancelled()
+        first = requests[0]
         pipe = self.model.pipe
-        kwargs = self._kwargs(request)
-        total = request.num_inference_steps
-        family = preview_family(type(pipe).__name__) if request.partial_images else None
-        previews_at = preview_steps(total, request.partial_images) if family else []
+        kwargs = self._kwargs(requests)
+        total = first.num_inference_steps
+        family = preview_family(type(pipe).__name__) if first.partial_images else None
+        previews_at = preview_steps(total, first.partial_images) if family else []
         estimate = DenoisedEstimate(pipe.scheduler if previews_at else None)
 
         def on_step_end(pipeline, step: int, timestep, callback_kwargs: dict) -> dict:
             if on_progress is not None and not cancelled.is_set():
                 progress = Progress(step=step + 1, total_steps=total)
                 if step + 1 in previews_at:
-                    self._attach_preview(progress, pipeline, family, estimate, callback_kwargs, request)
+                    self._attach_preview(progress, pipeline, family, estimate, callback_kwargs, first)
                     progress.preview_index = previews_at.index(step + 1)
                 on_progress(progress)
             if cancelled.is_set():
@@ -140,23 +157,30 @@ class PipelineExecutor:
 
         if self.model.capabilities.accepts("callback_on_step_end"):
             kwargs["callback_on_step_end"] = on_step_end
-        self._warm_up(request, kwargs)
-        self.model.cache.prepare(request.num_inference_steps, request.cache)
+        self._warm_up(first, sum(r.num_outputs for r in requests), kwargs)
+        self.model.cache.prepare(total, first.cache)
         started = time.time()
         with torch.inference_mode(), estimate:
             output = pipe(**kwargs)
         finished = time.time()
         if cancelled.is_set():
             raise RequestCancelled()
-        result = GenerationResult(seeds=request.seeds, started_at=started, finished_at=finished,
-                                  cache=self.model.cache.stats(total), prompt_tokens=self._count_tokens(request.prompt))
-        if request.task.is_video:
-            videos = to_uint8(output.frames)
-            result.videos = videos[None] if videos.ndim == 4 else videos  # a single video without the batch axis
+        cache = self.model.cache.stats(total)
+        if first.task.is_video:
+            outputs = to_uint8(output.frames)
+            outputs = outputs[None] if outputs.ndim == 4 else outputs  # a single video without the batch axis
         else:
-            images = to_uint8(output.images)
-            result.images = images[None] if images.ndim == 3 else images
-        return result
+            outputs = to_uint8(output.images)
+            outputs = outputs[None] if outputs.ndim == 3 else outputs
+        results, offset = [], 0
+        for request in requests:
+            mine = outputs[offset:offset + request.num_outputs]
+            offset += request.num_outputs
+            results.append(GenerationResult(
+                seeds=request.seeds, started_at=started, finished_at=finished, cache=cache,
+                prompt_tokens=self._count_tokens(request.prompt),
+                videos=mine if request.task.is_video else None, images=None if request.task.is_video else mine))
+        return results
 
     def flush(self) -> None:
         self.model.cache.flush()

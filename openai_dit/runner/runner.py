@@ -1,10 +1,12 @@
 """The runner: the one place where the async HTTP side meets the synchronous torch side.
 
 HTTP handlers `await runner.submit(request, finalize=...)`. A bounded admission queue feeds one generation thread,
-which owns the engine (the pipeline). `finalize` (encoding the outputs) runs on a small pool of encoder threads,
-so the generation thread starts the next call at once and the result reaches the event loop in one hop.
-Cancelling the awaiting coroutine (client gone) drops a queued job or stops a running one at the next
-denoising step. Control work (cache flushes) runs on the generation thread, between calls.
+which owns the engine (the pipeline). When the pipeline is free it takes the oldest job and the waiting jobs that
+can share its call (see `batching`), up to `max_batch_size` outputs, and runs them as one call. `finalize`
+(encoding the outputs) runs on a small pool of encoder threads, so the generation thread starts the next call at
+once and each result reaches the event loop in one hop. Cancelling the awaiting coroutine (client gone) drops a
+queued job, or leaves a running call at its next denoising step once no member of the call is left. Control work
+(cache flushes) runs on the generation thread, between calls.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any, Protocol
 from ..errors import ModelNotReady, QueueFull, RequestCancelled
 from ..models.capabilities import ModelCapabilities
 from ..types import GenerationRequest, GenerationResult, Progress
+from .batching import AllCancelled, fan_out_progress, take_batch
 
 __all__ = ["Engine", "Runner"]
 
@@ -32,8 +35,10 @@ logger = logging.getLogger("openai_dit.runner")
 class Engine(Protocol):
     """What the runner drives: the pipeline executor, or a fake in tests."""
 
-    def run(self, request: GenerationRequest, cancelled: threading.Event,
-            on_progress: Callable[[Progress], None] | None = None) -> GenerationResult: ...
+    def run_batch(self, requests: list[GenerationRequest], cancelled, on_progress: Callable[[Progress], None] | None
+                  = None) -> list[GenerationResult]:
+        """One call for requests sharing a batch key; `cancelled.is_set()` stops it at the next step."""
+        ...
 
     def flush(self) -> None: ...
 
@@ -71,16 +76,17 @@ def _settle(future: Future, result: Any = None, error: BaseException | None = No
 class Runner:
     """Admission queue + generation thread around one Engine."""
 
-    def __init__(self, engine_factory: Callable[[], Engine], *, max_queued: int = 64,
+    def __init__(self, engine_factory: Callable[[], Engine], *, max_queued: int = 64, max_batch_size: int = 1,
                  on_fatal: Callable[[BaseException], None] | None = None) -> None:
         self._engine_factory = engine_factory
         self._max_queued = max_queued
+        self._max_batch_size = max_batch_size
         self._on_fatal = on_fatal
         self._engine: Engine | None = None
         self._pending: deque[_Job] = deque()
         self._control: deque[tuple[Callable[[Engine], Any], Future]] = deque()
         self._cv = threading.Condition()
-        self._running: _Job | None = None
+        self._running: list[_Job] = []
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._encoders = ThreadPoolExecutor(max_workers=2, thread_name_prefix="openai-dit-encode")
@@ -103,8 +109,8 @@ class Runner:
             for _, future in self._control:
                 _settle(future, error=shutting_down)
             self._control.clear()
-            if self._running is not None:
-                self._running.cancelled.set()
+            for job in self._running:
+                job.cancelled.set()
             self._cv.notify_all()
         if self._thread is not None:
             self._thread.join(timeout)
@@ -135,7 +141,7 @@ class Runner:
 
     @property
     def busy(self) -> bool:
-        return self._running is not None
+        return bool(self._running)
 
     # --- the async side --------------------------------------------------------------------------------------
     async def submit(self, request: GenerationRequest, on_progress: ProgressListener | None = None,
@@ -183,7 +189,8 @@ class Runner:
         return await asyncio.wrap_future(future)
 
     def cancel(self, job: _Job) -> None:
-        """Drop a queued job (its waiter gets RequestCancelled) or stop a running one at its next step."""
+        """Drop a queued job (its waiter gets RequestCancelled), or leave a running one: its call stops at the next
+        step unless other members keep it going, and its result is discarded."""
         job.cancelled.set()
         with self._cv:
             try:
@@ -211,16 +218,16 @@ class Runner:
                     return
                 if self._control:
                     fn, future = self._control.popleft()
-                    job = None
+                    batch = None
                 else:
-                    job = self._pending.popleft()
-                    self._running = job
-            if job is None:
+                    batch = take_batch(self._pending, self._max_batch_size)
+                    self._running = batch
+            if batch is None:
                 self._run_control(fn, future)
             else:
-                self._run_job(job)
+                self._run_batch(batch)
                 with self._cv:
-                    self._running = None
+                    self._running = []
 
     def _run_control(self, fn: Callable[[Engine], Any], future: Future) -> None:
         try:
@@ -228,30 +235,44 @@ class Runner:
         except BaseException as exc:  # noqa: BLE001 - delivered to the awaiting handler
             _settle(future, error=exc)
 
-    def _run_job(self, job: _Job) -> None:
-        if job.cancelled.is_set():
+    def _run_batch(self, batch: list[_Job]) -> None:
+        for job in [job for job in batch if job.cancelled.is_set()]:
             _settle(job.future, error=RequestCancelled())
+            batch.remove(job)
+        if not batch:
             return
-        started = time.monotonic()
-        try:
+        for job in batch:
             if job.on_progress is not None:
                 job.on_progress(Progress(step=0, total_steps=job.request.num_inference_steps))  # started
-            result = self._engine.run(job.request, job.cancelled, job.on_progress)
-        except BaseException as exc:  # noqa: BLE001 - delivered to the awaiting handler
+        ids = ", ".join(job.request.request_id for job in batch)
+        logger.debug("one call for %d request(s): %s", len(batch), ids)
+        started = time.monotonic()
+        try:
+            results = self._engine.run_batch([job.request for job in batch], AllCancelled(batch),
+                                             fan_out_progress(batch))
+        except BaseException as exc:  # noqa: BLE001 - delivered to the awaiting handlers
+            if len(batch) > 1 and type(exc).__name__ == "OutOfMemoryError":
+                logger.warning("a batch of %d ran out of memory; running its requests one by one", len(batch))
+                for job in batch:
+                    self._run_batch([job])
+                return
             if isinstance(exc, RequestCancelled):
-                logger.info("request %s stopped: cancelled (client gone, job deleted or server stopping)",
-                            job.request.request_id)
+                logger.info("request %s stopped: cancelled (client gone, job deleted or server stopping)", ids)
             else:
-                logger.exception("request %s failed", job.request.request_id)
-            _settle(job.future, error=exc)
+                logger.exception("request %s failed", ids)
+            for job in batch:
+                _settle(job.future, error=exc)
             return
         elapsed = time.monotonic() - started
         previous = self._recent_seconds
         self._recent_seconds = elapsed if previous is None else 0.8 * previous + 0.2 * elapsed
-        if job.finalize is None:
-            _settle(job.future, result)
-        else:
-            self._encoders.submit(self._finalize, job, result)
+        for job, result in zip(batch, results, strict=True):
+            if job.cancelled.is_set():  # left while the others kept the call going
+                _settle(job.future, error=RequestCancelled())
+            elif job.finalize is None:
+                _settle(job.future, result)
+            else:
+                self._encoders.submit(self._finalize, job, result)
 
     @staticmethod
     def _finalize(job: _Job, result: GenerationResult) -> None:

@@ -248,10 +248,10 @@ def test_queue_full_is_429_with_retry_after():
 
 def test_engine_failure_is_a_generic_500_and_the_server_keeps_serving():
     class Failing(FakeEngine):
-        def run(self, request, cancelled, on_progress=None):
-            if request.prompt == "fail":
+        def run_batch(self, requests, cancelled, on_progress=None):
+            if requests[0].prompt == "fail":
                 raise RuntimeError("CUDA error at /opt/secret/kernel.cu:42 (0x7f00deadbeef)")
-            return super().run(request, cancelled, on_progress)
+            return super().run_batch(requests, cancelled, on_progress)
 
     with serving(Failing()) as client:
         error = assert_openai_error(client.post("/generate", json={**BODY, "prompt": "fail"}), 500)

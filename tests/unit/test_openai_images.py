@@ -249,7 +249,7 @@ def test_stream_without_partials_and_with_several_images():
 
 def test_an_error_after_the_stream_started_is_an_error_event():
     class Failing(FakeEngine):
-        def run(self, request, cancelled, on_progress=None):
+        def run_batch(self, requests, cancelled, on_progress=None):
             raise RuntimeError("CUDA out of memory at /secret/path")
 
     with serving(Failing(IMAGES)) as client:

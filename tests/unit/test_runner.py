@@ -86,10 +86,10 @@ def test_cancelled_waiter_drops_queued_job_and_stops_running_one():
 
 def test_engine_failure_fails_only_that_request():
     class Flaky(FakeEngine):
-        def run(self, request, cancelled, on_progress=None):
-            if request.prompt == "boom":
+        def run_batch(self, requests, cancelled, on_progress=None):
+            if requests[0].prompt == "boom":
                 raise ValueError("internal detail /secret/path")
-            return super().run(request, cancelled, on_progress)
+            return super().run_batch(requests, cancelled, on_progress)
 
     runner = started_runner(Flaky())
     bad = make_request()
@@ -157,7 +157,7 @@ def test_client_disconnect_cancels_running_and_queued_work():
         first.join()
         second.join()
         # The server noticed both clients leave: the queued job is gone, the running one is flagged.
-        wait_until(lambda: runner.queued == 0 and runner._running is not None and runner._running.cancelled.is_set())
+        wait_until(lambda: runner.queued == 0 and runner._running and runner._running[0].cancelled.is_set())
         engine.gate.set()
         wait_until(lambda: engine.cancelled_calls == 1 and not runner.busy)
         assert len(engine.calls) == 1  # the queued request was dropped, never run

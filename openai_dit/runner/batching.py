@@ -1,0 +1,69 @@
+"""Grouping queued jobs into one pipeline call, and fanning the call's progress back out to its members."""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from ..types import GenerationRequest, Progress
+
+__all__ = ["AllCancelled", "BatchMember", "fan_out_progress", "take_batch"]
+
+
+class BatchMember(Protocol):
+    request: GenerationRequest
+    cancelled: threading.Event
+    on_progress: Callable[[Progress], None] | None
+
+
+def take_batch(pending: deque, max_images: int) -> list[Any]:
+    """Pop the oldest job and every waiting job that can share its call (the same batch key), oldest first, while
+    the call makes at most `max_images` outputs. No waiting for more: a lone job runs at once."""
+    head = pending.popleft()
+    batch = [head]
+    key = head.request.batch_key
+    if key is None or max_images <= 1:
+        return batch
+    images = head.request.num_outputs
+    for job in list(pending):
+        if images >= max_images:
+            break
+        if job.request.batch_key == key and not job.cancelled.is_set() and \
+                images + job.request.num_outputs <= max_images:
+            pending.remove(job)
+            batch.append(job)
+            images += job.request.num_outputs
+    return batch
+
+
+class AllCancelled:
+    """The call's cancellation: it stops only when every member is cancelled; the others keep it running."""
+
+    def __init__(self, members: list[BatchMember]) -> None:
+        self._members = members
+
+    def is_set(self) -> bool:
+        return all(member.cancelled.is_set() for member in self._members)
+
+
+def fan_out_progress(members: list[BatchMember]) -> Callable[[Progress], None] | None:
+    """One listener for the call that passes each member its own progress (and its own slice of the previews)."""
+    if not any(member.on_progress for member in members):
+        return None
+    offsets, start = [], 0
+    for member in members:
+        offsets.append(start)
+        start += member.request.num_outputs
+
+    def listener(progress: Progress) -> None:
+        for member, offset in zip(members, offsets, strict=True):
+            if member.on_progress is None or member.cancelled.is_set():
+                continue
+            previews = None
+            if progress.previews is not None:
+                previews = progress.previews[offset:offset + member.request.num_outputs]
+            member.on_progress(Progress(progress.step, progress.total_steps, previews, progress.preview_index))
+
+    return listener

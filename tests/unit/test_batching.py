@@ -1,0 +1,226 @@
+"""Batching in the runner, with a fake engine: which waiting requests share a call, results and previews split back,
+a cancelled member, the batch bound, and the out-of-memory fallback."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import threading
+import time
+
+import numpy as np
+import pytest
+from fakes import IMAGES, FakeEngine, png_bytes, serving
+from PIL import Image
+
+from openai_dit.runner import Runner
+from openai_dit.types import GenerationRequest, Task
+
+
+def make(prompt: str, seed: int = 1, n: int = 1, size: int = 16, **kwargs) -> GenerationRequest:
+    return GenerationRequest(task=Task.TEXT_TO_IMAGE, prompt=prompt, width=size, height=size, num_inference_steps=2,
+                             seed=seed, num_outputs=n, request_id=prompt, **kwargs)
+
+
+def wait_until(condition, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def held_runner(max_batch_size: int, engine: FakeEngine | None = None) -> tuple[FakeEngine, Runner]:
+    """A runner whose first call is held at its first step (`engine.gate`), so that later requests wait."""
+    engine = engine or FakeEngine(IMAGES)
+    engine.gate = threading.Event()
+    runner = Runner(lambda: engine, max_batch_size=max_batch_size)
+    runner.start()
+    wait_until(lambda: runner.ready)
+    return engine, runner
+
+
+async def submit_while_held(engine: FakeEngine, runner: Runner, requests: list[GenerationRequest], **kwargs):
+    """Run `make("first")` (held), queue `requests` behind it, release; the results of `requests`."""
+    first = asyncio.ensure_future(runner.submit(make("first")))
+    await asyncio.to_thread(engine.started.wait, 5)
+    tasks = [asyncio.ensure_future(runner.submit(r, **kwargs)) for r in requests]
+    while runner.queued < len(requests):
+        await asyncio.sleep(0.005)
+    engine.gate.set()
+    await first
+    return await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def test_waiting_requests_that_can_share_a_call_share_it():
+    engine, runner = held_runner(max_batch_size=8)
+    requests = [make("a", seed=1), make("other size", size=32), make("b", seed=5, n=2),
+                make("negative", negative_prompt="blurry"), make("c", seed=9)]
+    results = asyncio.run(submit_while_held(engine, runner, requests))
+    assert [[r.prompt for r in batch] for batch in engine.batches] == \
+        [["first"], ["a", "b", "c"], ["other size"], ["negative"]]
+    by_prompt = dict(zip([r.prompt for r in requests], results, strict=True))
+    assert by_prompt["b"].seeds == [5, 6] and by_prompt["b"].images.shape == (2, 16, 16, 3)
+    assert by_prompt["c"].seeds == [9] and by_prompt["c"].images.shape == (1, 16, 16, 3)
+    alone = FakeEngine(IMAGES).run(make("b", seed=5, n=2), threading.Event())
+    assert np.array_equal(by_prompt["b"].images, alone.images)
+    runner.stop()
+
+
+def test_the_bound_counts_images_and_one_means_never_batched():
+    engine, runner = held_runner(max_batch_size=4)
+    asyncio.run(submit_while_held(engine, runner, [make("a", n=3), make("b", n=2), make("c"), make("d", n=3)]))
+    assert [[r.prompt for r in batch] for batch in engine.batches] == [["first"], ["a", "c"], ["b"], ["d"]]
+    runner.stop()
+    engine, runner = held_runner(max_batch_size=1)
+    asyncio.run(submit_while_held(engine, runner, [make("a"), make("b")]))
+    assert [len(batch) for batch in engine.batches] == [1, 1, 1]
+    runner.stop()
+
+
+def test_requests_with_input_images_run_alone():
+    image = Image.open(io.BytesIO(png_bytes(16, 16)))
+    engine, runner = held_runner(max_batch_size=8)
+    edits = [GenerationRequest(task=Task.IMAGE_EDIT, prompt=p, width=16, height=16, num_inference_steps=2, seed=1,
+                               images=[image]) for p in ("e1", "e2")]
+    asyncio.run(submit_while_held(engine, runner, edits))
+    assert [len(batch) for batch in engine.batches] == [1, 1, 1]
+    runner.stop()
+
+
+def test_each_member_gets_its_own_progress_and_previews():
+    engine, runner = held_runner(max_batch_size=8)
+    seen: dict[str, list] = {"a": [], "b": []}
+    requests = [make("a", n=1, partial_images=1), make("b", n=2, partial_images=1)]
+
+    async def scenario():
+        first = asyncio.ensure_future(runner.submit(make("first")))
+        await asyncio.to_thread(engine.started.wait, 5)
+        tasks = [asyncio.ensure_future(runner.submit(r, on_progress=lambda p, k=r.prompt: seen[k].append(p)))
+                 for r in requests]
+        while runner.queued < 2:
+            await asyncio.sleep(0.005)
+        engine.gate.set()
+        await first
+        return await asyncio.gather(*tasks)
+
+    asyncio.run(scenario())
+    assert len(engine.batches[1]) == 2
+    for prompt, outputs in (("a", 1), ("b", 2)):
+        assert [p.step for p in seen[prompt]] == [0, 1, 2]
+        previews = [p.previews for p in seen[prompt] if p.previews is not None]
+        assert len(previews) == 1 and previews[0].shape == (outputs, 16, 16, 3)
+    runner.stop()
+
+
+def test_a_cancelled_member_leaves_the_others_running():
+    engine, runner = held_runner(max_batch_size=8, engine=FakeEngine(IMAGES, step_delay=0.05))
+
+    async def scenario():
+        first = asyncio.ensure_future(runner.submit(make("first")))
+        await asyncio.to_thread(engine.started.wait, 5)
+        leaving = asyncio.ensure_future(runner.submit(make("leaving", seed=2)))
+        staying = asyncio.ensure_future(runner.submit(make("staying", seed=3)))
+        while runner.queued < 2:
+            await asyncio.sleep(0.005)
+        engine.gate.set()
+        await first
+        while len(engine.batches) < 2:
+            await asyncio.sleep(0.005)
+        leaving.cancel()  # the client went away mid-call
+        return await staying
+
+    result = asyncio.run(scenario())
+    assert [r.prompt for r in engine.batches[1]] == ["leaving", "staying"]
+    assert engine.cancelled_calls == 0 and result.seeds == [3]
+    alone = FakeEngine(IMAGES).run(make("staying", seed=3), threading.Event())
+    assert np.array_equal(result.images, alone.images)
+    runner.stop()
+
+
+def test_a_call_whose_members_all_left_stops():
+    engine, runner = held_runner(max_batch_size=8, engine=FakeEngine(IMAGES, step_delay=0.05))
+
+    async def scenario():
+        first = asyncio.ensure_future(runner.submit(make("first")))
+        await asyncio.to_thread(engine.started.wait, 5)
+        members = [asyncio.ensure_future(runner.submit(make(p))) for p in ("x", "y")]
+        while runner.queued < 2:
+            await asyncio.sleep(0.005)
+        engine.gate.set()
+        await first
+        while len(engine.batches) < 2:
+            await asyncio.sleep(0.005)
+        for member in members:
+            member.cancel()
+
+    asyncio.run(scenario())
+    wait_until(lambda: engine.cancelled_calls == 1)
+    runner.stop()
+
+
+def test_a_batch_out_of_memory_is_retried_one_by_one():
+    class OutOfMemoryError(RuntimeError):
+        pass
+
+    class Tight(FakeEngine):
+        def run_batch(self, requests, cancelled, on_progress=None):
+            if len(requests) > 1:
+                raise OutOfMemoryError("CUDA out of memory")
+            return super().run_batch(requests, cancelled, on_progress)
+
+    engine, runner = held_runner(max_batch_size=8, engine=Tight(IMAGES))
+    results = asyncio.run(submit_while_held(engine, runner, [make("a", seed=1), make("b", seed=2)]))
+    assert [r.seeds for r in results] == [[1], [2]]
+    assert [[r.prompt for r in batch] for batch in engine.batches] == [["first"], ["a"], ["b"]]
+    runner.stop()
+
+
+def test_a_failed_batch_fails_each_member():
+    class Failing(FakeEngine):
+        def run_batch(self, requests, cancelled, on_progress=None):
+            if len(requests) > 1:
+                raise ValueError("broken")
+            return super().run_batch(requests, cancelled, on_progress)
+
+    engine, runner = held_runner(max_batch_size=8, engine=Failing(IMAGES))
+    results = asyncio.run(submit_while_held(engine, runner, [make("a"), make("b")]))
+    assert [type(r) for r in results] == [ValueError, ValueError]
+    runner.stop()
+
+
+@pytest.mark.parametrize("field", ["guidance_scale", "num_frames", "cache"])
+def test_call_shaping_settings_are_in_the_batch_key(field):
+    value = {"guidance_scale": 3.5, "num_frames": 9, "cache": {"rdt": 0.5}}[field]
+    assert make("a").batch_key != make("a", **{field: value}).batch_key
+    assert make("a").batch_key == make("b", seed=9, n=3).batch_key
+
+
+def test_native_and_openai_requests_share_a_call_over_http():
+    engine = FakeEngine(IMAGES)
+    engine.gate = threading.Event()
+    with serving(engine, max_batch_size=8) as client:
+        results = {}
+        common = {"num_inference_steps": 2, "seed": 3, "guidance_scale": 4.0}
+        calls = {
+            "held": ("/generate", {"prompt": "held", "width": 128, "height": 128, **common}),
+            "native": ("/generate", {"prompt": "native", "width": 64, "height": 64, "num_images": 2, **common}),
+            "openai": ("/v1/images/generations", {"prompt": "openai", "size": "64x64", **common}),
+        }
+
+        def post(name: str) -> None:
+            path, body = calls[name]
+            results[name] = client.post(path, json=body)
+
+        threads = {name: threading.Thread(target=post, args=(name,)) for name in calls}
+        threads["held"].start()
+        wait_until(lambda: engine.started.is_set())
+        threads["native"].start()
+        threads["openai"].start()
+        wait_until(lambda: client.runner.queued == 2)
+        engine.gate.set()
+        for thread in threads.values():
+            thread.join(10)
+        assert all(r.status_code == 200 for r in results.values()), {k: r.text for k, r in results.items()}
+        assert [[r.prompt for r in batch] for batch in engine.batches][1] in (["native", "openai"],
+                                                                               ["openai", "native"])
+        assert len(results["native"].json()["images"]) == 2 and len(results["openai"].json()["data"]) == 1
