@@ -8,6 +8,7 @@ import logging
 import os
 import sqlite3
 import sys
+import threading
 
 from . import __version__
 from .adapters.images import parse_quality_steps
@@ -16,6 +17,8 @@ from .config import ServerConfig, add_arguments, config_from_args
 __all__ = ["main"]
 
 logger = logging.getLogger("openai_dit")
+
+_HARD_EXIT_SECONDS = 15.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,13 +39,18 @@ def _parser() -> argparse.ArgumentParser:
 def _check_launch(config: ServerConfig) -> str | None:
     """Problems found before anything loads; None when the launch is sound."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size > 1:
-        return ("several ranks (torchrun) are not supported by this build yet: launch one process "
-                "without torchrun")
-    if config.parallel_type:
+    if world_size > 1 and not config.parallel_type:
+        return (f"launched on {world_size} ranks (torchrun) without --parallel-type: every rank would serve the "
+                "whole model on its own; add --parallel-type ulysses|ring|tp, or launch one process")
+    if config.parallel_type and world_size < 2:
         return f"--parallel-type {config.parallel_type} needs several ranks: launch with torchrun --nproc_per_node=N"
-    if config.parallel_text_encoder or config.parallel_vae:
+    if (config.parallel_text_encoder or config.parallel_vae) and not config.parallel_type:
         return "--parallel-text-encoder / --parallel-vae need --parallel-type under torchrun"
+    if config.parallel_type in ("ring", "tp") and not _cuda_device(config):
+        return (f"--parallel-type {config.parallel_type} needs CUDA (cache-dit's ring attention and tensor "
+                "parallelism use GPU kernels); on CPU use --parallel-type ulysses")
+    if config.step_timeout <= 0:
+        return "--step-timeout must be positive"
     if config.lora_name and not config.lora_path:
         return "--lora-name needs --lora-path"
     if (config.scm or config.taylorseer) and not config.cache:
@@ -87,6 +95,14 @@ def _uvicorn_server(app, config: ServerConfig):
                                  timeout_graceful_shutdown=30))
 
 
+def _cuda_device(config: ServerConfig) -> bool:
+    if config.device:
+        return config.device.startswith("cuda")
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def serve(config: ServerConfig) -> int:
     from .runner import Runner
     from .server import create_app
@@ -97,8 +113,17 @@ def serve(config: ServerConfig) -> int:
         logger.error("cannot start: %s", problem)
         return 2
     os.environ.setdefault("CACHE_DIT_LOG_LEVEL", "warning")
+    ranks = None
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from .distributed.launch import RankLaunch
+
+        ranks = RankLaunch(config)
+        if ranks.rank != 0:
+            return ranks.run_worker()  # only rank 0 serves HTTP
 
     def load_engine():
+        if ranks is not None:
+            return ranks.coordinator(ranks.load_executor(), runner.declare_dead)
         from .models.executor import PipelineExecutor
         from .models.loader import load_model
 
@@ -106,12 +131,19 @@ def serve(config: ServerConfig) -> int:
 
     failure: list[BaseException] = []
 
-    def on_fatal(exc: BaseException) -> None:  # the model cannot load: stop serving, exit non-zero
+    def on_fatal(exc: BaseException) -> None:
+        """The model cannot load, or a rank was lost: stop serving and exit non-zero, so that an orchestrator
+        restarts the launch. A shutdown that hangs (a call stuck in a collective) is cut short."""
         failure.append(exc)
         server.should_exit = True
+        hard_exit = threading.Timer(_HARD_EXIT_SECONDS, os._exit, args=(1,))
+        hard_exit.daemon = True
+        hard_exit.start()
 
     runner = Runner(load_engine, max_queued=config.max_queued_requests, max_batch_size=config.max_batch_size,
                     on_fatal=on_fatal)
+    if ranks is not None:
+        ranks.watch(runner.declare_dead)
     try:
         app = create_app(config, runner)
     except (OSError, sqlite3.Error, DataDirInUse) as exc:
@@ -120,8 +152,10 @@ def serve(config: ServerConfig) -> int:
     server = _uvicorn_server(app, config)
     server.run()
     if failure:
-        logger.error("exiting: the model could not be loaded: %s", failure[0])
+        logger.error("exiting: %s", failure[0])
         return 1
+    if ranks is not None:
+        ranks.finish(clean=True)
     return 0
 
 
@@ -146,5 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=logging.WARNING)
         return write_tiny(args.name, args.directory)
     config = config_from_args(args)
-    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    rank = f" rank{os.environ['RANK']}" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
+    logging.basicConfig(level=config.log_level.upper(),
+                        format=f"%(asctime)s{rank} %(levelname)s %(name)s: %(message)s")
     return serve(config)

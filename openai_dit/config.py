@@ -91,11 +91,14 @@ class ServerConfig:
     scm: str | None = _opt(None, "Steps computation mask policy, applied per request to its step count.",
                            group="cache", choices=SCM_POLICIES)
     # --- parallelism
-    parallel_type: str | None = _opt(None, "Parallelism across torchrun ranks. Multi-rank serving is not in this "
-                                     "build yet: refused at start-up rather than ignored.", group="parallel",
-                                     choices=("tp", "ulysses", "ring"))
+    parallel_type: str | None = _opt(None, "Parallelism across torchrun ranks (cache-dit): ulysses or ring "
+                                     "(context parallelism), tp (tensor parallelism). Required under torchrun; "
+                                     "rank 0 serves HTTP.", group="parallel", choices=("tp", "ulysses", "ring"))
     parallel_text_encoder: bool = _opt(False, "Also parallelize the text encoder.", group="parallel")
     parallel_vae: bool = _opt(False, "Also parallelize the VAE.", group="parallel")
+    step_timeout: float = _opt(600.0, "With several ranks: a call that makes no denoising step for this many "
+                               "seconds means a rank hangs, and the launch exits non-zero (also the collective "
+                               "timeout; allow for --compile warm-ups).", group="parallel")
     # --- inputs
     allowed_local_media_path: str | None = _opt(None, "Folder from which image_urls may name local files; "
                                                 "without it local paths are refused.", group="inputs")

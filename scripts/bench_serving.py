@@ -40,17 +40,20 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def load(url: str, size: int, steps: int, concurrency: int, total: int) -> tuple[list[float], float, int]:
-    """`total` requests from `concurrency` clients (a keep-alive connection each): latencies, wall seconds,
-    failures."""
-    latencies: list[float] = []
+def load(url: str, size: int, steps: int, concurrency: int, seconds: float) -> tuple[list[float], float, int]:
+    """`concurrency` clients (a keep-alive connection each) send back to back for `seconds`. Counted: the requests
+    that finish inside the steady window (after a warm-up fifth, before the deadline), so that neither the ramp
+    nor the half-filled last calls distort the rate. Returns their latencies, the window's seconds, failures."""
+    finished: list[tuple[float, float]] = []
     failures = [0]
-    per_client = max(1, total // concurrency)
     lock = threading.Lock()
+    started = time.perf_counter()
+    deadline = started + seconds
+    window_start = started + seconds / 5
 
     def client() -> None:
         connection = OverHTTP(url)
-        for _ in range(per_client):
+        while time.perf_counter() < deadline:
             try:
                 elapsed = connection(size, steps)
             except Exception:  # noqa: BLE001 - counted; the run goes on
@@ -59,16 +62,16 @@ def load(url: str, size: int, steps: int, concurrency: int, total: int) -> tuple
                 connection = OverHTTP(url)
                 continue
             with lock:
-                latencies.append(elapsed)
+                finished.append((time.perf_counter(), elapsed))
         connection.close()
 
     threads = [threading.Thread(target=client) for _ in range(concurrency)]
-    started = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    return latencies, time.perf_counter() - started, failures[0]
+    inside = [latency for at, latency in finished if window_start <= at <= deadline]
+    return inside, deadline - window_start, failures[0]
 
 
 def bench_case(model: str, size: int, steps: int, latency_bound: float | None, throughput_bound: float | None,
@@ -100,7 +103,7 @@ def bench_case(model: str, size: int, steps: int, latency_bound: float | None, t
                 latencies, wall, failures = remote_one, sum(remote_one), 0
                 limit = local_one
             else:
-                latencies, wall, failures = load(url, size, steps, concurrency, args.requests)
+                latencies, wall, failures = load(url, size, steps, concurrency, args.seconds)
                 limit = [local(size, steps, concurrency) for _ in range(max(3, args.requests // concurrency // 2))]
             failed += failures
             rows.append((concurrency, latencies, len(latencies) / wall, limit, concurrency / statistics.median(limit),
@@ -108,7 +111,8 @@ def bench_case(model: str, size: int, steps: int, latency_bound: float | None, t
     finally:
         local.close()
     one_at_a_time = 1 / local_p50
-    print(f"{model} {size}x{size} {steps} steps, {args.requests} requests a level")
+    print(f"{model} {size}x{size} {steps} steps; concurrency 1: {args.requests} requests a side, alternated; "
+          f"above: {args.seconds:g} s of load a level")
     print("  conc |   /generate p50    p99   img/s  failed |  in-process (one call of N) p50   img/s")
     for concurrency, latencies, rate, limit, limit_rate, failures in rows:
         print(f"  {concurrency:>4} | {percentile(latencies, .5) * 1000:9.1f} {percentile(latencies, .99) * 1000:7.1f} "
@@ -193,7 +197,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--case", action="append", help="MODEL:SIZE:STEPS (repeatable); default: the two targets")
     parser.add_argument("--url", help="benchmark this running server instead of starting one")
-    parser.add_argument("--requests", type=int, default=48, help="requests per concurrency level")
+    parser.add_argument("--requests", type=int, default=48, help="requests per side at concurrency 1")
+    parser.add_argument("--seconds", type=float, default=15.0, help="load time per concurrency level above 1")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--max-batch-size", type=int, default=8, help="for the server this script starts")
     parser.add_argument("--memory-requests", type=int, default=600, help="0 skips the memory run")

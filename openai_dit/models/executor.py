@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -11,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..distributed.ranks import PeerFailed, RanksLost, StepSync
 from ..errors import RequestCancelled
 from ..types import GenerationRequest, GenerationResult, Progress
 from .loader import LoadedModel
@@ -38,9 +40,12 @@ def to_uint8(output: Any) -> np.ndarray:
 class PipelineExecutor:
     """Runs pipeline calls. One call at a time: only the runner's generation thread calls `run`."""
 
-    def __init__(self, model: LoadedModel) -> None:
+    def __init__(self, model: LoadedModel, step_sync: StepSync | None = None) -> None:
         self.model = model
-        self.capabilities = model.capabilities
+        self.step_sync = step_sync  # several ranks: keeps every rank's call in step
+        # Partial images are decoded on rank 0 alone, which a parallel VAE cannot do: none with several ranks.
+        self.capabilities = model.capabilities if step_sync is None else \
+            dataclasses.replace(model.capabilities, previews=False)
         self._warm_shapes: set[tuple] = set()
 
     def describe(self) -> dict[str, Any]:
@@ -131,9 +136,31 @@ class PipelineExecutor:
     def run_batch(self, requests: list[GenerationRequest], cancelled: threading.Event,
                   on_progress: ProgressCallback | None = None) -> list[GenerationResult]:
         """One pipeline call for requests that share a batch key; a result per request, in order. `cancelled`
-        stops the call at the next step; previews in `on_progress` cover every output of the call."""
+        stops the call at the next step; previews in `on_progress` cover every output of the call. With several
+        ranks every rank makes this call in step: see `distributed.ranks.StepSync`."""
+        sync = self.step_sync
+        if sync is None:
+            if cancelled.is_set():
+                raise RequestCancelled()
+            output, started, finished = self._call(requests, cancelled, on_progress)
+        else:
+            sync.begin()
+            try:
+                output, started, finished = self._call(requests, cancelled, on_progress)
+                if sync(False, False)[1]:  # a rank failed after the last step (e.g. in the VAE)
+                    raise PeerFailed("another rank failed this call")
+            except (RequestCancelled, PeerFailed, RanksLost):
+                raise  # every rank learnt it from the same StepSync: nothing more to tell
+            except Exception:
+                sync(False, True)  # tell the others, at the point where they wait for this rank
+                raise
+            finally:
+                sync.end()
         if cancelled.is_set():
             raise RequestCancelled()
+        return self._results(requests, output, started, finished)
+
+    def _call(self, requests: list[GenerationRequest], cancelled, on_progress: ProgressCallback | None):
         first = requests[0]
         pipe = self.model.pipe
         kwargs = self._kwargs(requests)
@@ -141,6 +168,7 @@ class PipelineExecutor:
         family = preview_family(type(pipe).__name__) if first.partial_images else None
         previews_at = preview_steps(total, first.partial_images) if family else []
         estimate = DenoisedEstimate(pipe.scheduler if previews_at else None)
+        sync = self.step_sync
 
         def on_step_end(pipeline, step: int, timestep, callback_kwargs: dict) -> dict:
             if on_progress is not None and not cancelled.is_set():
@@ -149,7 +177,12 @@ class PipelineExecutor:
                     self._attach_preview(progress, pipeline, family, estimate, callback_kwargs, first)
                     progress.preview_index = previews_at.index(step + 1)
                 on_progress(progress)
-            if cancelled.is_set():
+            stop = cancelled.is_set()
+            if sync is not None:
+                stop, failed = sync(stop, False)  # rank 0's decision, on every rank at this same step
+                if failed:
+                    raise PeerFailed("another rank failed this call")
+            if stop:
                 # Leave at once: `pipeline._interrupt` would still run the remaining loop and the VAE decode,
                 # which for a video can take longer than the steps. cache-dit resets its state on every call.
                 raise RequestCancelled()
@@ -162,10 +195,13 @@ class PipelineExecutor:
         started = time.time()
         with torch.inference_mode(), estimate:
             output = pipe(**kwargs)
-        finished = time.time()
-        if cancelled.is_set():
-            raise RequestCancelled()
-        cache = self.model.cache.stats(total)
+        return output, started, time.time()
+
+    def _results(self, requests: list[GenerationRequest], output, started: float,
+                 finished: float) -> list[GenerationResult]:
+        """The call's outputs as uint8 arrays, split back into one result per request."""
+        first = requests[0]
+        cache = self.model.cache.stats(first.num_inference_steps)
         if first.task.is_video:
             outputs = to_uint8(output.frames)
             outputs = outputs[None] if outputs.ndim == 4 else outputs  # a single video without the batch axis

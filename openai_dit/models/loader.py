@@ -138,16 +138,41 @@ def _load_lora(pipe, config: ServerConfig, quantized: bool) -> None:
     pipe.unload_lora_weights()
 
 
-def load_model(config: ServerConfig) -> LoadedModel:
-    """Load, place, adapt and accelerate the pipeline. Raises StartupError with a clear message."""
+def _enable_parallelism(pipe, config: ServerConfig, world_size: int) -> None:
+    """cache-dit's parallelism over the torchrun ranks: the transformer(s), and optionally the main text encoder
+    and the VAE."""
+    from cache_dit.distributed import ParallelismConfig, enable_parallelism
+
+    size = {"ulysses": "ulysses_size", "ring": "ring_size", "tp": "tp_size"}[config.parallel_type]
+    extra = []
+    if config.parallel_text_encoder:
+        extra.append(getattr(pipe, "text_encoder_2", None) or getattr(pipe, "text_encoder", None))
+    if config.parallel_vae:
+        extra.append(getattr(pipe, "vae", None))
+    parallelism = ParallelismConfig(**{size: world_size}, extra_parallel_modules=[m for m in extra if m is not None])
+    for name in ("transformer", "transformer_2"):
+        module = getattr(pipe, name, None)
+        if module is not None:
+            setattr(pipe, name, enable_parallelism(module, parallelism))
+    logger.info("%s parallelism over %d ranks", config.parallel_type, world_size)
+
+
+def load_model(config: ServerConfig, *, world_size: int = 1, local_rank: int = 0) -> LoadedModel:
+    """Load, place, adapt and accelerate the pipeline (on this rank's device, parallelized over `world_size`
+    ranks). Raises StartupError with a clear message."""
     from diffusers import DiffusionPipeline
 
     device = resolve_device(config.device)
+    if world_size > 1 and device == "cuda":
+        device = f"cuda:{local_rank}"
     dtype = resolve_dtype(config.dtype, device)
     if config.enable_cpu_offload and not device.startswith("cuda"):
         raise StartupError("--enable-cpu-offload moves components to a GPU while they run; it needs CUDA.")
     if config.enable_cpu_offload and config.device_map:
         raise StartupError("--enable-cpu-offload and --device-map cannot be combined.")
+    if world_size > 1 and (config.enable_cpu_offload or config.device_map):
+        raise StartupError("--enable-cpu-offload and --device-map place one model over devices; with several "
+                           "ranks each rank holds its share through --parallel-type instead.")
     if config.quantize_type:
         _check_quantize_type(config.quantize_type, device)
     source, hints = _resolve_source(config.model_path)
@@ -171,6 +196,8 @@ def load_model(config: ServerConfig) -> LoadedModel:
         pipe.enable_model_cpu_offload(device=device)
     elif not config.device_map:
         pipe.to(device)
+    if world_size > 1:
+        _enable_parallelism(pipe, config, world_size)  # before quantization, which then quantizes the shards
     if config.quantize_type:
         import cache_dit
         from cache_dit import QuantizeConfig

@@ -9,13 +9,14 @@ from typing import Any, Protocol
 
 from ..types import GenerationRequest, Progress
 
-__all__ = ["AllCancelled", "BatchMember", "fan_out_progress", "take_batch"]
+__all__ = ["BatchMember", "CallStop", "fan_out_progress", "take_batch", "waiting_images"]
 
 
 class BatchMember(Protocol):
     request: GenerationRequest
     cancelled: threading.Event
     on_progress: Callable[[Progress], None] | None
+    regrouped: bool
 
 
 def take_batch(pending: deque, max_images: int) -> list[Any]:
@@ -38,14 +39,31 @@ def take_batch(pending: deque, max_images: int) -> list[Any]:
     return batch
 
 
-class AllCancelled:
-    """The call's cancellation: it stops only when every member is cancelled; the others keep it running."""
+class CallStop:
+    """What stops a running call: every member cancelled (one that leaves alone does not stop the others), or a
+    regroup: compatible requests arrived during its first step, and the call restarts with them."""
 
     def __init__(self, members: list[BatchMember]) -> None:
         self._members = members
+        self.regroup = threading.Event()
+
+    @property
+    def all_cancelled(self) -> bool:
+        return all(member.cancelled.is_set() for member in self._members)
 
     def is_set(self) -> bool:
-        return all(member.cancelled.is_set() for member in self._members)
+        return self.regroup.is_set() or self.all_cancelled
+
+
+def waiting_images(pending: deque, key: tuple, room: int) -> int:
+    """Outputs that waiting jobs with this batch key would add to a call with `room` outputs left (as
+    `take_batch` would pick them)."""
+    added = 0
+    for job in pending:
+        n = job.request.num_outputs
+        if job.request.batch_key == key and not job.cancelled.is_set() and added + n <= room:
+            added += n
+    return added
 
 
 def fan_out_progress(members: list[BatchMember]) -> Callable[[Progress], None] | None:

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from ..errors import ModelNotReady, QueueFull, RequestCancelled
 from ..models.capabilities import ModelCapabilities
 from ..types import GenerationRequest, GenerationResult, Progress
-from .batching import AllCancelled, fan_out_progress, take_batch
+from .batching import CallStop, fan_out_progress, take_batch, waiting_images
 
 __all__ = ["Engine", "Runner"]
 
@@ -60,6 +60,7 @@ class _Job:
     finalize: Callable[[GenerationResult], Any] | None = None
     cancelled: threading.Event = field(default_factory=threading.Event)
     enqueued_at: float = field(default_factory=time.monotonic)
+    regrouped: bool = False  # its call was restarted once to take in waiting requests; never again
 
 
 def _settle(future: Future, result: Any = None, error: BaseException | None = None) -> None:
@@ -88,6 +89,7 @@ class Runner:
         self._cv = threading.Condition()
         self._running: list[_Job] = []
         self._stopping = False
+        self._dead: str | None = None  # why the engine can no longer work (several ranks: one was lost)
         self._thread: threading.Thread | None = None
         self._encoders = ThreadPoolExecutor(max_workers=2, thread_name_prefix="openai-dit-encode")
         self._recent_seconds: float | None = None  # moving average of one call, for Retry-After
@@ -113,12 +115,35 @@ class Runner:
                 job.cancelled.set()
             self._cv.notify_all()
         if self._thread is not None:
-            self._thread.join(timeout)
+            self._thread.join(0 if self._dead else timeout)  # a dead engine's call may never return
+        close = getattr(self._engine, "close", None)
+        if close is not None and self._dead is None:
+            close()  # several ranks: the others exit cleanly
         self._encoders.shutdown(wait=True)
+
+    def declare_dead(self, reason: str) -> None:
+        """The engine can no longer work (a rank was lost): fail everything waiting or running at once (503),
+        refuse new work, and tell `on_fatal` so that the process exits non-zero and gets restarted."""
+        with self._cv:
+            if self._dead is not None:
+                return
+            self._dead = reason
+            gone = ModelNotReady("The server lost one of its ranks and is restarting.")
+            for job in [*self._pending, *self._running]:
+                job.cancelled.set()
+                _settle(job.future, error=gone)
+            self._pending.clear()
+            for _, future in self._control:
+                _settle(future, error=gone)
+            self._control.clear()
+            self._cv.notify_all()
+        logger.error("the engine is dead: %s", reason)
+        if self._on_fatal is not None:
+            self._on_fatal(RuntimeError(reason))
 
     @property
     def ready(self) -> bool:
-        return self._engine is not None and not self._stopping
+        return self._engine is not None and not self._stopping and self._dead is None
 
     @property
     def engine(self) -> Engine | None:
@@ -159,7 +184,7 @@ class Runner:
             raise ModelNotReady()
         job = _Job(request=request, future=Future(), on_progress=on_progress, finalize=finalize)
         with self._cv:
-            if self._stopping:
+            if self._stopping or self._dead:
                 raise ModelNotReady("The server is shutting down.")
             if len(self._pending) >= self._max_queued and not readmit:
                 wait = (self._recent_seconds or 1.0) * (len(self._pending) + 1)  # until the queue has drained
@@ -212,9 +237,9 @@ class Runner:
         logger.info("model ready")
         while True:
             with self._cv:
-                while not self._pending and not self._control and not self._stopping:
+                while not self._pending and not self._control and not self._stopping and not self._dead:
                     self._cv.wait()
-                if self._stopping:
+                if self._stopping or self._dead:
                     return
                 if self._control:
                     fn, future = self._control.popleft()
@@ -247,10 +272,13 @@ class Runner:
         ids = ", ".join(job.request.request_id for job in batch)
         logger.debug("one call for %d request(s): %s", len(batch), ids)
         started = time.monotonic()
+        stop = CallStop(batch)
         try:
-            results = self._engine.run_batch([job.request for job in batch], AllCancelled(batch),
-                                             fan_out_progress(batch))
+            results = self._engine.run_batch([job.request for job in batch], stop, self._listener(batch, stop))
         except BaseException as exc:  # noqa: BLE001 - delivered to the awaiting handlers
+            if isinstance(exc, RequestCancelled) and stop.regroup.is_set() and not stop.all_cancelled:
+                self._requeue(batch)
+                return
             if len(batch) > 1 and type(exc).__name__ == "OutOfMemoryError":
                 logger.warning("a batch of %d ran out of memory; running its requests one by one", len(batch))
                 for job in batch:
@@ -273,6 +301,41 @@ class Runner:
                 _settle(job.future, result)
             else:
                 self._encoders.submit(self._finalize, job, result)
+
+    def _listener(self, batch: list[_Job], stop: CallStop) -> ProgressListener | None:
+        """The call's progress listener: each member's progress, and the regroup check. Under load, requests come
+        back just after a call ends, so a lone request that started at once would leave the others to wait for it
+        (batches alternating 1, N-1). If compatible requests for at least as many outputs arrive during its first
+        step (and fit in the batch), the call stops there and restarts with them: at most one step is lost, and
+        no timer is involved."""
+        fan_out = fan_out_progress(batch)
+        key = batch[0].request.batch_key
+        images = sum(job.request.num_outputs for job in batch)
+        can_regroup = key is not None and images < self._max_batch_size and \
+            not any(job.regrouped or job.request.partial_images for job in batch)
+        if not can_regroup:
+            return fan_out
+
+        def listener(progress: Progress) -> None:
+            if fan_out is not None:
+                fan_out(progress)
+            if progress.step == 1 and not stop.regroup.is_set():
+                with self._cv:
+                    if waiting_images(self._pending, key, self._max_batch_size - images) >= images:
+                        stop.regroup.set()
+
+        return listener
+
+    def _requeue(self, batch: list[_Job]) -> None:
+        """Put a regrouped call's members back at the head of the queue, in order, for the next pick."""
+        with self._cv:
+            for job in reversed(batch):
+                job.regrouped = True
+                if job.cancelled.is_set():
+                    _settle(job.future, error=RequestCancelled())
+                else:
+                    self._pending.appendleft(job)
+        logger.debug("a call of %d request(s) restarts to take in waiting ones", len(batch))
 
     @staticmethod
     def _finalize(job: _Job, result: GenerationResult) -> None:

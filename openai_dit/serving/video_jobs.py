@@ -231,6 +231,10 @@ class VideoJobs:
             elif self._stopping:
                 self.store.set_status(record.id, "queued")  # the next start runs it again
                 logger.info("video %s stopped by the shutdown; queued for the next start", record.id)
+            elif isinstance(exc, ModelNotReady):
+                # The engine died (a rank was lost) and the process exits: the record stays as it is, and the
+                # next start resolves it (a queued job runs; one that was running fails as server_restarted).
+                logger.warning("video %s left to the next start: %s", record.id, exc.message)
             else:
                 self.store.finish(record.id, ttl_seconds=ttl, error_code="cancelled",
                                   error_message=getattr(exc, "message", "The video was cancelled."))

@@ -39,9 +39,14 @@ def held_runner(max_batch_size: int, engine: FakeEngine | None = None) -> tuple[
     return engine, runner
 
 
+def held() -> GenerationRequest:
+    """The call that holds the pipeline while others queue: a size nothing else uses, so that none joins it."""
+    return make("first", size=48)
+
+
 async def submit_while_held(engine: FakeEngine, runner: Runner, requests: list[GenerationRequest], **kwargs):
-    """Run `make("first")` (held), queue `requests` behind it, release; the results of `requests`."""
-    first = asyncio.ensure_future(runner.submit(make("first")))
+    """Run `held()` (held at its first step), queue `requests` behind it, release; the results of `requests`."""
+    first = asyncio.ensure_future(runner.submit(held()))
     await asyncio.to_thread(engine.started.wait, 5)
     tasks = [asyncio.ensure_future(runner.submit(r, **kwargs)) for r in requests]
     while runner.queued < len(requests):
@@ -93,7 +98,7 @@ def test_each_member_gets_its_own_progress_and_previews():
     requests = [make("a", n=1, partial_images=1), make("b", n=2, partial_images=1)]
 
     async def scenario():
-        first = asyncio.ensure_future(runner.submit(make("first")))
+        first = asyncio.ensure_future(runner.submit(held()))
         await asyncio.to_thread(engine.started.wait, 5)
         tasks = [asyncio.ensure_future(runner.submit(r, on_progress=lambda p, k=r.prompt: seen[k].append(p)))
                  for r in requests]
@@ -116,7 +121,7 @@ def test_a_cancelled_member_leaves_the_others_running():
     engine, runner = held_runner(max_batch_size=8, engine=FakeEngine(IMAGES, step_delay=0.05))
 
     async def scenario():
-        first = asyncio.ensure_future(runner.submit(make("first")))
+        first = asyncio.ensure_future(runner.submit(held()))
         await asyncio.to_thread(engine.started.wait, 5)
         leaving = asyncio.ensure_future(runner.submit(make("leaving", seed=2)))
         staying = asyncio.ensure_future(runner.submit(make("staying", seed=3)))
@@ -141,7 +146,7 @@ def test_a_call_whose_members_all_left_stops():
     engine, runner = held_runner(max_batch_size=8, engine=FakeEngine(IMAGES, step_delay=0.05))
 
     async def scenario():
-        first = asyncio.ensure_future(runner.submit(make("first")))
+        first = asyncio.ensure_future(runner.submit(held()))
         await asyncio.to_thread(engine.started.wait, 5)
         members = [asyncio.ensure_future(runner.submit(make(p))) for p in ("x", "y")]
         while runner.queued < 2:
@@ -224,3 +229,28 @@ def test_native_and_openai_requests_share_a_call_over_http():
         assert [[r.prompt for r in batch] for batch in engine.batches][1] in (["native", "openai"],
                                                                                ["openai", "native"])
         assert len(results["native"].json()["images"]) == 2 and len(results["openai"].json()["data"]) == 1
+
+
+def test_a_lone_call_restarts_once_to_take_in_requests_that_arrive_during_its_first_step():
+    engine, runner = held_runner(max_batch_size=8)
+
+    async def scenario(first: GenerationRequest, later: list[GenerationRequest]):
+        lone = asyncio.ensure_future(runner.submit(first))
+        await asyncio.to_thread(engine.started.wait, 5)
+        tasks = [asyncio.ensure_future(runner.submit(r)) for r in later]
+        while runner.queued < len(later):
+            await asyncio.sleep(0.005)
+        engine.gate.set()  # the lone call reaches the end of its first step with the others waiting
+        return await asyncio.gather(lone, *tasks)
+
+    results = asyncio.run(scenario(make("a", seed=1), [make("b", seed=2), make("c", seed=3)]))
+    assert [[r.prompt for r in batch] for batch in engine.batches] == [["a"], ["a", "b", "c"]]
+    assert [r.seeds for r in results] == [[1], [2], [3]]
+    alone = FakeEngine(IMAGES).run(make("a", seed=1), threading.Event())
+    assert np.array_equal(results[0].images, alone.images)
+    runner.stop()
+    # Fewer waiting outputs than the call makes: not worth a lost step.
+    engine, runner = held_runner(max_batch_size=8)
+    asyncio.run(scenario(make("a", n=2), [make("b")]))
+    assert [[r.prompt for r in batch] for batch in engine.batches] == [["a"], ["b"]]
+    runner.stop()

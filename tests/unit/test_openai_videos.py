@@ -134,7 +134,7 @@ def test_images_and_videos_share_one_queue_in_arrival_order():
             "prompt": "second", "num_frames": 9, "width": 64, "height": 64, "num_inference_steps": 1}))
         native.start()
         wait_until(lambda: client.runner.queued == 1)
-        third = create(client, prompt="third")
+        third = create(client, prompt="third", size="80x64")  # shares no call with "first": order only
         engine.gate.set()
         native.join(10)
         wait_for(client, third["id"])

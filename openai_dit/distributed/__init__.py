@@ -1,0 +1,1 @@
+"""Serving on several ranks (torchrun): the process group, the control channel, rank 0's coordination."""
