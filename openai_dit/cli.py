@@ -49,6 +49,9 @@ def _check_launch(config: ServerConfig) -> str | None:
     if config.parallel_type in ("ring", "tp") and not _cuda_device(config):
         return (f"--parallel-type {config.parallel_type} needs CUDA (cache-dit's ring attention and tensor "
                 "parallelism use GPU kernels); on CPU use --parallel-type ulysses")
+    if config.parallel_type and config.scm:
+        return ("--scm re-applies cache-dit for each step count, which cache-dit's parallelism does not allow; "
+                "drop --scm with --parallel-type")
     if config.step_timeout <= 0:
         return "--step-timeout must be positive"
     if config.lora_name and not config.lora_path:

@@ -106,7 +106,7 @@ def size_for_input(width: int, height: int, caps: ModelCapabilities) -> tuple[in
 
 
 def check_request(body: AnyImageRequest, task: Task, caps: ModelCapabilities, model_name: str, *,
-                  cache_enabled: bool, compiled: bool, param: str | None = None) -> tuple[int, int] | None:
+                  cache_enabled: bool, cache_fixed: bool, param: str | None = None) -> tuple[int, int] | None:
     """Everything refusable before reading images or touching the model. Returns the size the client named
     (None for auto)."""
     check_model(body.model, model_name)
@@ -129,9 +129,9 @@ def check_request(body: AnyImageRequest, task: Task, caps: ModelCapabilities, mo
     if body.cache is not None:
         if not cache_enabled:
             raise InvalidRequest("Per-request cache settings need the server to run with --cache.", param="cache")
-        if compiled:
-            raise InvalidRequest("Per-request cache settings are refused with --compile: changing them would "
-                                 "recompile the model.", param="cache")
+        if cache_fixed:
+            raise InvalidRequest("Per-request cache settings are refused with --compile or several ranks: changing "
+                                 "them would recompile the model or re-apply cache-dit on every rank.", param="cache")
     return size
 
 

@@ -4,6 +4,7 @@ share of the model; rank 0 then serves HTTP and drives the others, which only ru
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 
 import torch.distributed as dist
@@ -26,8 +27,8 @@ class RankLaunch:
         self.info = init_ranks(resolve_device(config.device), config.step_timeout)
         self.control = open_control_channel(self.info.rank, self.info.world_size, self.info.sync_group)
         self.sync = StepSync(self.info.sync_group)
-        logger.info("rank %d of %d joined (%s parallelism)", self.info.rank, self.info.world_size,
-                    config.parallel_type)
+        logger.info("rank %d of %d joined (%s parallelism, pid %d)", self.info.rank, self.info.world_size,
+                    config.parallel_type, os.getpid())
 
     @property
     def rank(self) -> int:

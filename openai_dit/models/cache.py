@@ -50,8 +50,9 @@ class CacheController:
 
     OVERRIDABLE = ("rdt", "max_warmup_steps", "max_cached_steps", "max_continuous_cached_steps", "scm_policy")
 
-    def __init__(self, pipe, settings: CacheSettings | None) -> None:
+    def __init__(self, pipe, settings: CacheSettings | None, *, fixed: bool = False) -> None:
         self._pipe = pipe
+        self._fixed = fixed  # several ranks: cache-dit cannot be re-applied over its parallelism hooks
         self._settings = self._clamped(settings) if settings else None
         self._active: tuple[CacheSettings, int | None] | None = None  # what cache-dit is enabled with now
         if self._settings:
@@ -108,7 +109,7 @@ class CacheController:
         """Before a call: enable cache-dit with the call's effective settings and step mask."""
         settings = self.effective(overrides)
         wanted = None if settings is None else (settings, num_inference_steps if settings.scm_policy else None)
-        if wanted == self._active:
+        if wanted == self._active or self._fixed:  # fixed: per-request settings and step masks are refused
             return
         self._disable()
         if settings is not None:
@@ -127,10 +128,12 @@ class CacheController:
                           cached_step_indices=sorted(indices), options=cache_dit.strify(self._pipe))
 
     def flush(self) -> None:
-        """Drop every cached tensor and context: hooks are removed and re-installed fresh."""
-        self._disable()
-        if self._settings:
-            self._enable(self._settings, None)
+        """Drop every cached tensor and context: hooks are removed and re-installed fresh (when fixed, only the
+        memory is released: cache-dit resets its context on every call anyway)."""
+        if not self._fixed:
+            self._disable()
+            if self._settings:
+                self._enable(self._settings, None)
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

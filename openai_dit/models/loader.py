@@ -214,7 +214,7 @@ def load_model(config: ServerConfig, *, world_size: int = 1, local_rank: int = 0
             max_cached_steps=config.max_cached_steps, max_continuous_cached_steps=config.max_continuous_cached_steps,
             taylorseer=config.taylorseer, taylorseer_order=config.taylorseer_order, scm_policy=config.scm,
         )
-    cache = CacheController(pipe, settings)
+    cache = CacheController(pipe, settings, fixed=world_size > 1)
     if config.compile:
         import cache_dit
 

@@ -66,6 +66,8 @@ class ModelInfoResponse(msgspec.Struct, kw_only=True):
     cache: dict | None = None
     compile: bool = False
     parallel_type: str | None = None
+    world_size: int = 1
+    parallel: dict | None = None  # several ranks: {"type", "world_size", "text_encoder", "vae"}
     queued_requests: int = 0
 
 

@@ -286,6 +286,8 @@ class Runner:
                 return
             if isinstance(exc, RequestCancelled):
                 logger.info("request %s stopped: cancelled (client gone, job deleted or server stopping)", ids)
+            elif self._dead is not None:
+                logger.info("request %s ended with the engine (%s)", ids, type(exc).__name__)
             else:
                 logger.exception("request %s failed", ids)
             for job in batch:

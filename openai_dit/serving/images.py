@@ -89,7 +89,8 @@ class ImagesService:
     # --- shared steps ----------------------------------------------------------------------------------------
     def _check(self, body, task: Task, caps: ModelCapabilities, param: str | None = None) -> tuple[int, int] | None:
         return adapter.check_request(body, task, caps, self.config.model_name, cache_enabled=self.config.cache,
-                              compiled=self.config.compile, param=param)
+                                     cache_fixed=self.config.compile or bool(self.config.parallel_type),
+                                     param=param)
 
     async def _decode_images(self, uploads: list[bytes], caps: ModelCapabilities) -> list:
         def decode(index: int, data: bytes):

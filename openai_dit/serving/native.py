@@ -112,6 +112,8 @@ class NativeService:
             cache=described.get("cache"),
             compile=self.config.compile,
             parallel_type=self.config.parallel_type,
+            world_size=described.get("world_size", 1),
+            parallel=described.get("parallel"),
             queued_requests=self.runner.queued,
         )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -22,20 +23,29 @@ def free_port() -> int:
 
 class ServerURL(str):
     process: subprocess.Popen
+    log: Path
+
+
+def torchrun(nproc: int) -> list[str]:
+    """The command prefix of a torchrun launch on this machine (its own rendezvous port)."""
+    return [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--master_addr",
+            "127.0.0.1", "--master_port", str(free_port()), "-m", "openai_dit"]
 
 
 @contextmanager
-def running_server(*args: str, ready_timeout: float = 180.0, log_dir: Path | None = None):
-    """The server on a free port, with its own data directory unless `args` names one. Yields its URL, which carries
-    the process as `.process`."""
+def running_server(*args: str, ready_timeout: float = 180.0, log_dir: Path | None = None,
+                   launcher: list[str] | None = None):
+    """The server on a free port, with its own data directory unless `args` names one (`launcher`: e.g. torchrun).
+    Yields its URL, which carries the process as `.process` and the log's path as `.log`."""
     port = free_port()
     log = open((log_dir or Path(os.environ.get("TMPDIR", "/tmp"))) / f"openai-dit-{port}.log", "w+")
     data_dir = None if "--data-dir" in args else tempfile.TemporaryDirectory(prefix="openai-dit-data-")
     extra = ["--data-dir", data_dir.name] if data_dir else []
-    process = subprocess.Popen([sys.executable, "-m", "openai_dit", "serve", "--host", "127.0.0.1", "--port",
-                                str(port), *extra, *args], stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen([*(launcher or [sys.executable, "-m", "openai_dit"]), "serve", "--host", "127.0.0.1",
+                                "--port", str(port), *extra, *args], stdout=log, stderr=subprocess.STDOUT)
     url = ServerURL(f"http://127.0.0.1:{port}")
     url.process = process
+    url.log = Path(log.name)
     try:
         deadline = time.monotonic() + ready_timeout
         while True:
@@ -61,3 +71,13 @@ def running_server(*args: str, ready_timeout: float = 180.0, log_dir: Path | Non
         if data_dir is not None:
             data_dir.cleanup()
 
+
+def rank_pid(log: Path, rank: int) -> int:
+    """The pid of `rank` in a torchrun launch, from its log line."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        found = re.search(rf"rank {rank} of \d+ joined \(\w+ parallelism, pid (\d+)\)", log.read_text())
+        if found:
+            return int(found.group(1))
+        time.sleep(0.1)
+    raise AssertionError(f"rank {rank} never joined")
