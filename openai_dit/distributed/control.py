@@ -52,10 +52,13 @@ def _receive(sock: socket.socket) -> bytes:
 
 
 def _bind_address() -> str:
-    """The interface the rendezvous uses: loopback for a local launch, the cluster interface otherwise."""
+    """This node's address on the route to the rendezvous (MASTER_ADDR): loopback for a local launch, the cluster
+    interface otherwise. Never every interface."""
     host = os.environ.get("MASTER_ADDR", "127.0.0.1")
     try:
-        return socket.gethostbyname(host)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:  # no packet is sent
+            probe.connect((host, int(os.environ.get("MASTER_PORT", "29500"))))
+            return probe.getsockname()[0]
     except OSError:
         return "127.0.0.1"
 

@@ -141,6 +141,8 @@ def _load_lora(pipe, config: ServerConfig, quantized: bool) -> None:
 def _enable_parallelism(pipe, config: ServerConfig, world_size: int) -> None:
     """cache-dit's parallelism over the torchrun ranks: the transformer(s), and optionally the main text encoder
     and the VAE."""
+    if importlib.util.find_spec("einops") is None:  # without it cache-dit registers no parallel planners
+        raise StartupError("--parallel-type needs cache-dit's parallelism extra: pip install 'cache-dit[parallelism]'")
     from cache_dit.distributed import ParallelismConfig, enable_parallelism
 
     size = {"ulysses": "ulysses_size", "ring": "ring_size", "tp": "tp_size"}[config.parallel_type]

@@ -186,3 +186,29 @@ def test_stop_fails_queued_work_and_refuses_new_work():
 
     asyncio.run(scenario())
     assert [c.seed for c in engine.calls] == [1] and engine.cancelled_calls == 1
+
+
+def test_a_dead_engine_fails_everything_at_once_and_asks_to_exit():
+    fatal = []
+    engine = FakeEngine()
+    engine.gate = threading.Event()
+    runner = Runner(lambda: engine, on_fatal=fatal.append)
+    runner.start()
+    wait_until(lambda: runner.ready)
+
+    async def scenario():
+        running, queued = await one_running_one_queued(engine, runner)
+        runner.declare_dead("rank 1 disconnected")
+        runner.declare_dead("again")  # once only
+        for outcome in (running, queued):
+            with pytest.raises(ModelNotReady):
+                await asyncio.wait_for(outcome, 2)
+        with pytest.raises(ModelNotReady):
+            runner.enqueue(make_request())
+
+    asyncio.run(scenario())
+    assert not runner.ready and [str(e) for e in fatal] == ["rank 1 disconnected"]
+    engine.gate.set()
+    started = time.monotonic()
+    runner.stop(30)
+    assert time.monotonic() - started < 5  # a dead engine's call is not waited for
