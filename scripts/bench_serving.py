@@ -39,6 +39,8 @@ MEMORY_GROWTH_BOUND_MB = 64.0
 
 
 def percentile(samples: list[float], q: float) -> float:
+    if not samples:
+        return float("nan")
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
@@ -107,8 +109,8 @@ def bench_case(model: str, size: int, steps: int, latency_bound: float | None, t
             # machine's drift in speed falls on both sides of each ratio.
             latencies, wall, failures, limit, singles = [], 0.0, 0, [], []
             for _ in range(ROUNDS):
-                window_latencies, window, window_failures = load(url, size, steps, concurrency,
-                                                                 args.seconds / ROUNDS)
+                window_seconds = max(args.seconds / ROUNDS, 3 * concurrency * local_p50)  # several calls each
+                window_latencies, window, window_failures = load(url, size, steps, concurrency, window_seconds)
                 latencies += window_latencies
                 wall += window
                 failures += window_failures

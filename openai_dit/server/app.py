@@ -26,6 +26,7 @@ from .docs import docs_router, openapi_config
 from .exceptions import handle_exception
 from .native import NativeController
 from .openai import ImagesController, ModelsController
+from .playground import playground_router
 from .videos import VideosController
 
 __all__ = ["create_app"]
@@ -84,7 +85,8 @@ def create_app(config: ServerConfig, runner: Runner) -> Litestar:
             await videos.jobs.close()
 
     return Litestar(
-        route_handlers=[NativeController, ImagesController, VideosController, ModelsController, docs_router()],
+        route_handlers=[NativeController, ImagesController, VideosController, ModelsController, docs_router(),
+                        playground_router()],
         exception_handlers={Exception: handle_exception},
         middleware=[_request_id_middleware],
         lifespan=[lifespan],
