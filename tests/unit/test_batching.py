@@ -44,16 +44,24 @@ def held() -> GenerationRequest:
     return make("first", size=48)
 
 
-async def submit_while_held(engine: FakeEngine, runner: Runner, requests: list[GenerationRequest], **kwargs):
-    """Run `held()` (held at its first step), queue `requests` behind it, release; the results of `requests`."""
+async def queue_behind_held(engine: FakeEngine, runner: Runner, requests: list[GenerationRequest],
+                            listeners: list | None = None) -> list[asyncio.Future]:
+    """Run `held()` (held at its first step), queue `requests` behind it, release it and let it finish; the
+    queued requests' pending results."""
     first = asyncio.ensure_future(runner.submit(held()))
     await asyncio.to_thread(engine.started.wait, 5)
-    tasks = [asyncio.ensure_future(runner.submit(r, **kwargs)) for r in requests]
+    tasks = [asyncio.ensure_future(runner.submit(r, on_progress=(listeners or [None] * len(requests))[i]))
+             for i, r in enumerate(requests)]
     while runner.queued < len(requests):
         await asyncio.sleep(0.005)
     engine.gate.set()
     await first
-    return await asyncio.gather(*tasks, return_exceptions=True)
+    return tasks
+
+
+async def submit_while_held(engine: FakeEngine, runner: Runner, requests: list[GenerationRequest]):
+    """The results of `requests`, queued behind a held call."""
+    return await asyncio.gather(*await queue_behind_held(engine, runner, requests), return_exceptions=True)
 
 
 def test_waiting_requests_that_can_share_a_call_share_it():
@@ -98,15 +106,8 @@ def test_each_member_gets_its_own_progress_and_previews():
     requests = [make("a", n=1, partial_images=1), make("b", n=2, partial_images=1)]
 
     async def scenario():
-        first = asyncio.ensure_future(runner.submit(held()))
-        await asyncio.to_thread(engine.started.wait, 5)
-        tasks = [asyncio.ensure_future(runner.submit(r, on_progress=lambda p, k=r.prompt: seen[k].append(p)))
-                 for r in requests]
-        while runner.queued < 2:
-            await asyncio.sleep(0.005)
-        engine.gate.set()
-        await first
-        return await asyncio.gather(*tasks)
+        listeners = [lambda p, k=r.prompt: seen[k].append(p) for r in requests]
+        return await asyncio.gather(*await queue_behind_held(engine, runner, requests, listeners))
 
     asyncio.run(scenario())
     assert len(engine.batches[1]) == 2
@@ -121,14 +122,7 @@ def test_a_cancelled_member_leaves_the_others_running():
     engine, runner = held_runner(max_batch_size=8, engine=FakeEngine(IMAGES, step_delay=0.05))
 
     async def scenario():
-        first = asyncio.ensure_future(runner.submit(held()))
-        await asyncio.to_thread(engine.started.wait, 5)
-        leaving = asyncio.ensure_future(runner.submit(make("leaving", seed=2)))
-        staying = asyncio.ensure_future(runner.submit(make("staying", seed=3)))
-        while runner.queued < 2:
-            await asyncio.sleep(0.005)
-        engine.gate.set()
-        await first
+        leaving, staying = await queue_behind_held(engine, runner, [make("leaving", seed=2), make("staying", seed=3)])
         while len(engine.batches) < 2:
             await asyncio.sleep(0.005)
         leaving.cancel()  # the client went away mid-call
@@ -146,13 +140,7 @@ def test_a_call_whose_members_all_left_stops():
     engine, runner = held_runner(max_batch_size=8, engine=FakeEngine(IMAGES, step_delay=0.05))
 
     async def scenario():
-        first = asyncio.ensure_future(runner.submit(held()))
-        await asyncio.to_thread(engine.started.wait, 5)
-        members = [asyncio.ensure_future(runner.submit(make(p))) for p in ("x", "y")]
-        while runner.queued < 2:
-            await asyncio.sleep(0.005)
-        engine.gate.set()
-        await first
+        members = await queue_behind_held(engine, runner, [make("x"), make("y")])
         while len(engine.batches) < 2:
             await asyncio.sleep(0.005)
         for member in members:
