@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from ..types import GenerationRequest, Progress
 
-__all__ = ["BatchMember", "CallStop", "fan_out_progress", "take_batch", "waiting_images"]
+__all__ = ["BatchMember", "CallStop", "compatible_jobs", "fan_out_progress", "take_batch", "waiting_images"]
 
 
 class BatchMember(Protocol):
@@ -19,24 +19,28 @@ class BatchMember(Protocol):
     regrouped: bool
 
 
+def compatible_jobs(pending: deque, key: tuple, room: int) -> list[Any]:
+    """The waiting, live jobs with batch key `key` that fit, oldest first, into a call with `room` outputs left."""
+    chosen, added = [], 0
+    for job in pending:
+        n = job.request.num_outputs
+        if job.request.batch_key == key and not job.cancelled.is_set() and added + n <= room:
+            chosen.append(job)
+            added += n
+    return chosen
+
+
 def take_batch(pending: deque, max_images: int) -> list[Any]:
     """Pop the oldest job and every waiting job that can share its call (the same batch key), oldest first, while
     the call makes at most `max_images` outputs. No waiting for more: a lone job runs at once."""
     head = pending.popleft()
-    batch = [head]
     key = head.request.batch_key
     if key is None or max_images <= 1:
-        return batch
-    images = head.request.num_outputs
-    for job in list(pending):
-        if images >= max_images:
-            break
-        if job.request.batch_key == key and not job.cancelled.is_set() and \
-                images + job.request.num_outputs <= max_images:
-            pending.remove(job)
-            batch.append(job)
-            images += job.request.num_outputs
-    return batch
+        return [head]
+    joining = compatible_jobs(pending, key, max_images - head.request.num_outputs)
+    for job in joining:
+        pending.remove(job)
+    return [head, *joining]
 
 
 class CallStop:
@@ -58,12 +62,7 @@ class CallStop:
 def waiting_images(pending: deque, key: tuple, room: int) -> int:
     """Outputs that waiting jobs with this batch key would add to a call with `room` outputs left (as
     `take_batch` would pick them)."""
-    added = 0
-    for job in pending:
-        n = job.request.num_outputs
-        if job.request.batch_key == key and not job.cancelled.is_set() and added + n <= room:
-            added += n
-    return added
+    return sum(job.request.num_outputs for job in compatible_jobs(pending, key, room))
 
 
 def fan_out_progress(members: list[BatchMember]) -> Callable[[Progress], None] | None:

@@ -103,17 +103,9 @@ class Runner:
         """Fail what waits, stop the running call at its next step, let started encodings finish."""
         with self._cv:
             self._stopping = True
-            shutting_down = ModelNotReady("The server is shutting down.")
-            for job in self._pending:
-                job.cancelled.set()
-                _settle(job.future, error=shutting_down)
-            self._pending.clear()
-            for _, future in self._control:
-                _settle(future, error=shutting_down)
-            self._control.clear()
+            self._fail_waiting(ModelNotReady("The server is shutting down."))
             for job in self._running:
                 job.cancelled.set()
-            self._cv.notify_all()
         if self._thread is not None:
             self._thread.join(0 if self._dead else timeout)  # a dead engine's call may never return
         close = getattr(self._engine, "close", None)
@@ -129,17 +121,24 @@ class Runner:
                 return
             self._dead = reason
             gone = ModelNotReady("The server lost one of its ranks and is restarting.")
-            for job in [*self._pending, *self._running]:
+            self._fail_waiting(gone)
+            for job in self._running:  # its call may never return: answer now
                 job.cancelled.set()
                 _settle(job.future, error=gone)
-            self._pending.clear()
-            for _, future in self._control:
-                _settle(future, error=gone)
-            self._control.clear()
-            self._cv.notify_all()
         logger.error("the engine is dead: %s", reason)
         if self._on_fatal is not None:
             self._on_fatal(RuntimeError(reason))
+
+    def _fail_waiting(self, error: ModelNotReady) -> None:
+        """With the lock held: fail every queued job and control call, and wake the generation thread."""
+        for job in self._pending:
+            job.cancelled.set()
+            _settle(job.future, error=error)
+        self._pending.clear()
+        for _, future in self._control:
+            _settle(future, error=error)
+        self._control.clear()
+        self._cv.notify_all()
 
     @property
     def ready(self) -> bool:
