@@ -161,6 +161,34 @@ def start_server(model_path: str, port: int, *extra: str) -> subprocess.Popen:
     raise SystemExit("server did not start")
 
 
+def alternate(local: InProcess, remote: OverHTTP, size: int, steps: int, requests: int,
+              warmup: int) -> tuple[list[float], list[float]]:
+    """Warm both sides up (allocator, caches, first-call paths), then alternate them request by request, so that
+    machine noise falls on both. Each side's totals; its pipeline-call seconds are in its `time_costs`."""
+    for _ in range(warmup):
+        local(size, steps)
+        remote(size, steps)
+    local.time_costs.clear()
+    remote.time_costs.clear()
+    local_samples, remote_samples = [], []
+    for _ in range(requests):
+        local_samples.append(local(size, steps))
+        remote_samples.append(remote(size, steps))
+    return local_samples, remote_samples
+
+
+def outside_call(totals: list[float], pipelines: list[float]) -> float:
+    """p50 seconds spent outside the pipeline call."""
+    return statistics.median([t - p for t, p in zip(totals, pipelines, strict=True)])
+
+
+def server_adds(local: InProcess, local_samples: list[float], remote: OverHTTP, remote_samples: list[float]) -> float:
+    """What the server adds: its time outside the pipeline call, less what the in-process side also spends outside
+    it (request set-up, encoding). This is immune to the pipeline itself running faster or slower in one process
+    than in another, which moved the raw ratio by up to +-8% between runs here."""
+    return outside_call(remote_samples, remote.time_costs) - outside_call(local_samples, local.time_costs)
+
+
 def bench_case(model_path: str, size: int, steps: int, target: float | None, args) -> bool:
     local = InProcess(model_path)
     process = None
@@ -171,15 +199,7 @@ def bench_case(model_path: str, size: int, steps: int, target: float | None, arg
         url = f"http://127.0.0.1:{port}"
     try:
         remote = OverHTTP(url)
-        for _ in range(args.warmup):  # allocator, caches, first-call paths
-            local(size, steps)
-            remote(size, steps)
-        remote.time_costs.clear()
-        local.time_costs.clear()
-        local_samples, remote_samples = [], []
-        for _ in range(args.requests):
-            local_samples.append(local(size, steps))
-            remote_samples.append(remote(size, steps))
+        local_samples, remote_samples = alternate(local, remote, size, steps, args.requests, args.warmup)
         remote.close()
     finally:
         local.close()
@@ -190,13 +210,10 @@ def bench_case(model_path: str, size: int, steps: int, target: float | None, arg
         return statistics.median(samples) * 1000
 
     def outside_ms(totals, pipelines) -> float:
-        return p50_ms([t - p for t, p in zip(totals, pipelines, strict=True)])
+        return outside_call(totals, pipelines) * 1000
 
     local_p50, remote_p50 = p50_ms(local_samples), p50_ms(remote_samples)
-    # What the server adds: its time outside the pipeline call, less what the in-process side also spends
-    # outside it (request set-up, encoding). This is immune to the pipeline itself running faster or slower in
-    # one process than in another, which moved the raw ratio by up to +-8% between runs here.
-    added_ms = outside_ms(remote_samples, remote.time_costs) - outside_ms(local_samples, local.time_costs)
+    added_ms = server_adds(local, local_samples, remote, remote_samples) * 1000
     overhead = added_ms / local_p50
     verdict = "" if target is None else ("PASS" if overhead <= target else "FAIL") + f" (target <= {target:.0%})"
     print(f"{model_path:<12} {size:>4}x{size:<4} {steps:>3} steps  n={len(remote_samples)}\n"

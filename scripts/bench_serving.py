@@ -29,7 +29,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_generate import InProcess, OverHTTP, free_port, start_server  # noqa: E402
+from bench_generate import InProcess, OverHTTP, alternate, free_port, server_adds, start_server  # noqa: E402
 
 # (model, size, steps, c1 latency bound as a ratio, c8 throughput bound as a multiple of one-at-a-time)
 DEFAULT_CASES = [("tiny:flux", 64, 4, 1.10, 2.0), ("small:flux", 128, 8, 1.03, 1.2)]
@@ -87,18 +87,8 @@ def bench_case(model: str, size: int, steps: int, latency_bound: float | None, t
         for _ in range(args.warmup):
             for count in CONCURRENCY[1:]:
                 local(size, steps, count)
-        for _ in range(args.warmup):
-            local(size, steps)
-            remote(size, steps)
-        local.time_costs.clear()
-        remote.time_costs.clear()
-        # Concurrency 1: the two sides alternate, so that machine noise falls on both.
-        local_one, remote_one = [], []
-        for _ in range(args.requests):
-            local_one.append(local(size, steps))
-            remote_one.append(remote(size, steps))
-        outside = statistics.median([t - p for t, p in zip(remote_one, remote.time_costs, strict=True)]) - \
-            statistics.median([t - p for t, p in zip(local_one, local.time_costs, strict=True)])
+        local_one, remote_one = alternate(local, remote, size, steps, args.requests, args.warmup)
+        outside = server_adds(local, local_one, remote, remote_one)
         remote.close()
         local_p50 = statistics.median(local_one)
         rows = [(1, remote_one, len(remote_one) / sum(remote_one), local_one, 1 / local_p50, 0, 1 / local_p50)]
