@@ -12,7 +12,7 @@ from ..adapters import images as adapter
 from ..adapters.forms import FormFields, convert_form
 from ..config import ServerConfig
 from ..errors import InvalidRequest, RequestCancelled, error_response
-from ..media import IMAGE_MIME_TYPES, MediaPolicy, check_byte_limit, decode_image, decode_mask, encode_image, to_base64
+from ..media import IMAGE_MIME_TYPES, MediaPolicy, decode_mask, encode_image, to_base64
 from ..models.capabilities import ModelCapabilities
 from ..protocol.images import (
     ImageData,
@@ -24,6 +24,7 @@ from ..protocol.images import (
 )
 from ..runner import Runner
 from ..types import GenerationRequest, GenerationResult, Progress, Task
+from .inputs import checked_image
 from .output_store import OutputStore
 
 __all__ = ["FILE_FIELDS", "ImagesService", "SSE_PING"]
@@ -94,11 +95,8 @@ class ImagesService:
 
     async def _decode_images(self, uploads: list[bytes], caps: ModelCapabilities) -> list:
         def decode(index: int, data: bytes):
-            name = "image" if len(uploads) == 1 else f"image[{index}]"
-            check_byte_limit(len(data), self.policy.max_bytes, name)
-            image = decode_image(data, max_pixels=self.config.max_image_pixels, param=name)
-            caps.check_input_image(*image.size, param=name)
-            return image
+            return checked_image(data, policy=self.policy, max_pixels=self.config.max_image_pixels, caps=caps,
+                                 param="image" if len(uploads) == 1 else f"image[{index}]")
 
         return await asyncio.to_thread(lambda: [decode(i, data) for i, data in enumerate(uploads)])
 

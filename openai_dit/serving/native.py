@@ -2,35 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from pathlib import Path
 
 from ..adapters import native as adapter
 from ..config import ServerConfig
 from ..errors import InvalidRequest
-from ..media import MediaPolicy, decode_image, encode_image, encode_video, load_image_bytes, to_base64
-from ..models.capabilities import ModelCapabilities
+from ..media import MediaPolicy, encode_image, encode_video, to_base64
 from ..protocol.native import FlushCacheResponse, GenerateRequest, GenerateResponse, ModelInfoResponse
 from ..runner import Runner
 from ..types import GenerationResult
+from .inputs import load_images
 
-__all__ = ["NativeService", "load_images"]
+__all__ = ["NativeService"]
 
 _SUBDIR = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}(/[A-Za-z0-9][A-Za-z0-9._-]{0,127}){0,3}$")
-
-
-async def load_images(references: list[str], policy: MediaPolicy, max_pixels: int, param: str,
-                      caps: ModelCapabilities) -> list:
-    """Fetch and decode every reference concurrently; the first bad one is a 400 naming it."""
-    async def one(index: int, reference: str):
-        name = f"{param}[{index}]"
-        data = await load_image_bytes(reference, policy, param=name)
-        image = await asyncio.to_thread(decode_image, data, max_pixels=max_pixels, param=name)
-        caps.check_input_image(*image.size, param=name)
-        return image
-
-    return list(await asyncio.gather(*(one(i, r) for i, r in enumerate(references))))
 
 
 class NativeService:

@@ -17,10 +17,11 @@ from ..adapters import videos as adapter
 from ..adapters.forms import FormFields, convert_form
 from ..config import ServerConfig
 from ..errors import Conflict, InvalidRequest, NotFound
-from ..media import MediaPolicy, check_byte_limit, decode_image, load_image_bytes
+from ..media import MediaPolicy, load_image_bytes
 from ..protocol.videos import InputReference, Video, VideoCreateRequest, VideoDeleted, VideoError, VideoList
 from ..runner import Runner
 from ..types import Task
+from .inputs import checked_image
 from .video_jobs import VideoJobs
 from .video_store import ARTIFACTS, VideoRecord, VideoStore, new_video_id
 
@@ -114,9 +115,8 @@ class VideosService:
         reference = None
         if source is not None:
             data = source if isinstance(source, bytes) else await load_image_bytes(source, self.policy, param=param)
-            check_byte_limit(len(data), self.policy.max_bytes, param)
-            image = await asyncio.to_thread(decode_image, data, max_pixels=self.config.max_image_pixels, param=param)
-            caps.check_input_image(*image.size, param=param)
+            image = await asyncio.to_thread(checked_image, data, policy=self.policy,
+                                            max_pixels=self.config.max_image_pixels, param=param, caps=caps)
             if not sized:  # the reference's aspect ratio at the model's default pixel count
                 width, height = caps.default_size(image.size)
                 settings = msgspec.structs.replace(settings, width=width, height=height)
