@@ -73,6 +73,13 @@ def test_readme_documents_every_flag():
     (["--quality-steps", "ultra=5"], {}, "--quality-steps"),
     (["--image-url-ttl", "0"], {}, "--image-url-ttl"),
     (["--public-url", "gen.example.com"], {}, "--public-url"),
+    (["--max-batch-size", "0"], {}, "--max-batch-size"),
+    (["--video-ttl", "0"], {}, "--video-ttl"),
+    (["--max-video-jobs", "0"], {}, "--max-video-jobs"),
+    (["--data-dir", "/etc/hostname"], {}, "not a folder"),
+    (["--parallel-type", "ulysses", "--scm", "fast", "--cache"], {"WORLD_SIZE": "2"}, "--scm"),
+    (["--parallel-type", "ulysses", "--step-timeout", "0"], {"WORLD_SIZE": "2"}, "--step-timeout"),
+    (["--parallel-type", "ring", "--device", "cpu"], {"WORLD_SIZE": "2"}, "needs CUDA"),
 ])
 def test_bad_launches_are_refused_before_loading(monkeypatch, argv, env, words):
     for key, value in env.items():
