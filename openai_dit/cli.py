@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import logging
 import os
@@ -19,6 +20,7 @@ __all__ = ["main"]
 logger = logging.getLogger("openai_dit")
 
 _HARD_EXIT_SECONDS = 15.0
+_CONNECTIONS_GRACE_SECONDS = 5
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -76,6 +78,12 @@ def _check_launch(config: ServerConfig) -> str | None:
         return f"--data-dir {config.data_path} is not a folder"
     if config.public_url and not config.public_url.startswith(("http://", "https://")):
         return "--public-url must start with http:// or https://"
+    if config.request_timeout < 0 or config.shutdown_timeout < 0:
+        return "--request-timeout and --shutdown-timeout must not be negative"
+    try:
+        config.api_keys()
+    except OSError as exc:
+        return f"--api-key-file cannot be read: {exc.strerror}"
     return None
 
 
@@ -83,8 +91,29 @@ def _uvicorn_server(app, config: ServerConfig):
     import uvicorn
 
     class Server(uvicorn.Server):
-        """After a graceful shutdown uvicorn raises the caught SIGTERM again, so the process dies by it; a server
-        that drained its work exits 0 instead, which orchestrators read as a clean stop."""
+        """The first SIGTERM (or SIGINT) drains (`Lifecycle.drain`) before uvicorn's own shutdown; a second one
+        stops at once. After a graceful shutdown uvicorn raises the caught signal again, so the process dies by
+        it; a server that drained its work exits 0 instead, which orchestrators read as a clean stop."""
+
+        draining = False
+
+        async def startup(self, sockets=None) -> None:
+            self._loop = asyncio.get_running_loop()
+            await super().startup(sockets)
+
+        def handle_exit(self, sig, frame) -> None:
+            if self.draining or self.should_exit or not hasattr(self, "_loop"):
+                super().handle_exit(sig, frame)
+                return
+            self.draining = True
+            logger.info("signal %d: draining for up to %g s, then exiting", sig, config.shutdown_timeout)
+            self._loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self._drain()))
+
+        async def _drain(self) -> None:
+            try:
+                await app.state.lifecycle.drain(config.shutdown_timeout)
+            finally:
+                self.should_exit = True
 
         @contextlib.contextmanager
         def capture_signals(self):
@@ -94,8 +123,10 @@ def _uvicorn_server(app, config: ServerConfig):
                 finally:
                     self._captured_signals.clear()
 
+    # log_config=None: uvicorn's loggers go through ours (request ids included); the drain has already waited for
+    # admitted work, so uvicorn's own wait for open connections is short.
     return Server(uvicorn.Config(app, host=config.host, port=config.port, log_level=config.log_level,
-                                 timeout_graceful_shutdown=30))
+                                 log_config=None, timeout_graceful_shutdown=_CONNECTIONS_GRACE_SECONDS))
 
 
 def _cuda_device(config: ServerConfig) -> bool:
@@ -147,8 +178,10 @@ def serve(config: ServerConfig) -> int:
                     on_fatal=on_fatal)
     if ranks is not None:
         ranks.watch(runner.declare_dead)
+    keys = config.api_keys()
+    logger.info("API keys: %s", f"{len(keys)} accepted" if keys else "none (the API is open)")
     try:
-        app = create_app(config, runner)
+        app = create_app(config, runner, keys)
     except (OSError, sqlite3.Error, DataDirInUse) as exc:
         logger.error("cannot start: the data directory %s cannot be used: %s", config.data_path, exc)
         return 2
@@ -183,7 +216,16 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=logging.WARNING)
         return write_tiny(args.name, args.directory)
     config = config_from_args(args)
+    _configure_logging(config)
+    return serve(config)
+
+
+def _configure_logging(config: ServerConfig) -> None:
+    """One format for our loggers and uvicorn's, with the id of the HTTP request a line belongs to."""
+    from .server.middleware import RequestIdLogFilter
+
     rank = f" rank{os.environ['RANK']}" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
     logging.basicConfig(level=config.log_level.upper(),
-                        format=f"%(asctime)s{rank} %(levelname)s %(name)s: %(message)s")
-    return serve(config)
+                        format=f"%(asctime)s{rank} %(levelname)s %(name)s [%(request_id)s]: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RequestIdLogFilter())

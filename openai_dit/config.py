@@ -6,13 +6,15 @@ import argparse
 import os
 from dataclasses import MISSING, dataclass, field, fields
 
-__all__ = ["SCM_POLICIES", "ServerConfig", "add_arguments", "config_from_args", "flag_table"]
+__all__ = ["API_KEY_ENV", "SCM_POLICIES", "ServerConfig", "add_arguments", "config_from_args", "flag_table"]
 
 SCM_POLICIES = ("slow", "medium", "fast", "ultra")
+API_KEY_ENV = "OPENAI_DIT_API_KEY"
 
 
-def _opt(default, help: str, *, flag: str | None = None, group: str, choices=None):
-    return field(default=default, metadata={"help": help, "flag": flag, "group": group, "choices": choices})
+def _opt(default, help: str, *, flag: str | None = None, group: str, choices=None, secret: bool = False):
+    return field(default=default, repr=not secret,
+                 metadata={"help": help, "flag": flag, "group": group, "choices": choices})
 
 
 @dataclass
@@ -32,13 +34,28 @@ class ServerConfig:
                                "with the same size, steps and settings; 1 runs every request alone (bit-exact "
                                "reproducible). A batch that runs out of GPU memory is retried one by one.",
                                group="server")
-    max_request_body_mb: float = _opt(64.0, "Largest request body accepted (MiB); larger is 413.", group="server")
+    max_request_body_mb: float = _opt(64.0, "Largest request body accepted (MiB); larger is 413, refused from its "
+                                      "Content-Length or as soon as the stream passes the limit.", group="server")
+    request_timeout: float = _opt(600.0, "Seconds an image or /generate request may take, queue included; then its "
+                                  "work stops and it is answered 504 (0: no limit). Video jobs are not bound.",
+                                  group="server")
+    shutdown_timeout: float = _opt(30.0, "On SIGTERM: seconds admitted work may take to finish while new work is "
+                                   "refused (503) before the server exits 0; what is left then is answered 503 "
+                                   "and a running video job is queued again for the next start.", group="server")
     output_dir: str | None = _opt(None, "Folder for output_format \"path\"; without it that format is refused.",
                                   group="server")
     png_compress_level: int = _opt(1, "PNG compression level 0-9 of outputs (1: fast, a little larger).",
                                    group="server", choices=range(10))
     log_level: str = _opt("info", "Log level.", group="server",
                           choices=("debug", "info", "warning", "error"))
+    # --- security
+    api_key: list[str] | None = _opt(None, "An API key clients must send (Authorization: Bearer KEY, or x-api-key: "
+                                     "KEY); repeat the flag for several. Also read from $OPENAI_DIT_API_KEY "
+                                     "(comma-separated). Without any key the API is open. /health, /ready, /live, "
+                                     "/metrics, /docs and the playground page stay public.", group="security",
+                                     secret=True)
+    api_key_file: str | None = _opt(None, "File with one API key per line (e.g. a mounted secret); added to the "
+                                    "others.", group="security")
     # --- OpenAI API
     quality_steps: str | None = _opt(None, "Steps for the OpenAI `quality` values, e.g. low=8,medium=16,high=28 "
                                      "(default: a quarter, half and all of the model's default steps; auto = the "
@@ -113,6 +130,15 @@ class ServerConfig:
     def model_name(self) -> str:
         return self.served_model_name or self.model_path
 
+    def api_keys(self) -> list[str]:
+        """Every accepted key: --api-key, $OPENAI_DIT_API_KEY, --api-key-file (OSError if it cannot be read)."""
+        keys = list(self.api_key or [])
+        keys += os.environ.get(API_KEY_ENV, "").split(",")
+        if self.api_key_file:
+            with open(self.api_key_file, encoding="utf-8") as f:
+                keys += f.read().splitlines()
+        return [key.strip() for key in keys if key.strip()]
+
     @property
     def data_path(self) -> str:
         """--data-dir, else $OPENAI_DIT_DATA_DIR, else the XDG data folder."""
@@ -137,6 +163,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default = f.default if f.default is not MISSING else None
         if f.type in ("bool", bool):
             group.add_argument(_flag(f), dest=f.name, action="store_true", default=default, help=meta["help"])
+            continue
+        if str(f.type).startswith("list"):
+            group.add_argument(_flag(f), dest=f.name, action="append", default=default, help=meta["help"],
+                               metavar=f.name.upper())
             continue
         kind = {"int": int, "float": float}.get(f.type if isinstance(f.type, str) else f.type.__name__, str)
         group.add_argument(_flag(f), dest=f.name, type=kind, default=default, choices=meta["choices"],

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 __all__ = [
     "APIError",
+    "AuthenticationFailed",
     "Conflict",
     "ErrorResponse",
     "InvalidRequest",
@@ -15,6 +16,7 @@ __all__ = [
     "NotFound",
     "QueueFull",
     "RequestCancelled",
+    "RequestTimeout",
     "UnsupportedTask",
     "error_response",
 ]
@@ -63,6 +65,28 @@ class Conflict(APIError):
 
     def __init__(self, message: str, *, code: str, param: str | None = None) -> None:
         super().__init__(message, param=param, code=code, headers={"x-should-retry": "false"})
+
+
+class AuthenticationFailed(APIError):
+    """No API key, or not one of the server's. As OpenAI answers it; the message never repeats the key sent."""
+
+    status_code = 401
+    error_type = "invalid_request_error"
+
+    def __init__(self) -> None:
+        super().__init__("Missing or incorrect API key. Send it as 'Authorization: Bearer <key>' (or 'x-api-key').",
+                         code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+
+
+class RequestTimeout(APIError):
+    """The request did not finish within the server's --request-timeout; its work was stopped."""
+
+    status_code = 504
+    error_type = "timeout_error"
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"The request did not finish within the server's time limit of {seconds:g} seconds.",
+                         code="request_timeout")
 
 
 class QueueFull(APIError):

@@ -40,6 +40,7 @@ class GenerationRequest:
     true_cfg_scale: float | None = None
     sigmas: list[float] | None = None
     num_frames: int | None = None
+    fps: float | None = None  # playback rate of a video output: for encoding and metrics, not a call argument
     images: list[Image] = field(default_factory=list)
     mask: Image | None = None  # mode "L", white = repaint; only for pipelines that take `mask_image`
     partial_images: int = 0  # previews to decode from the intermediate latents, spread over the steps

@@ -108,6 +108,7 @@ def to_generation_request(body: GenerateRequest, task: Task, caps: ModelCapabili
         seed=resolve_seed(body.seed),
         num_outputs=body.num_images,
         num_frames=num_frames,
+        fps=body.fps if task.is_video else None,
         images=images,
         request_id=request_id,
     )

@@ -117,6 +117,7 @@ def to_generation_request(settings: VideoSettings, reference, *, request_id: str
         guidance_scale=settings.guidance_scale,
         seed=settings.seed,
         num_frames=settings.num_frames,
+        fps=settings.fps,
         images=[reference] if reference is not None else [],
         request_id=request_id,
     )

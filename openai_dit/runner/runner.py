@@ -6,7 +6,8 @@ can share its call (see `batching`), up to `max_batch_size` outputs, and runs th
 (encoding the outputs) runs on a small pool of encoder threads, so the generation thread starts the next call at
 once and each result reaches the event loop in one hop. Cancelling the awaiting coroutine (client gone) drops a
 queued job, or leaves a running call at its next denoising step once no member of the call is left. Control work
-(cache flushes) runs on the generation thread, between calls.
+(cache flushes) runs on the generation thread, between calls. `drain()` stops admission and lets admitted work
+finish (a graceful shutdown); `abort()` answers everything still waiting or running with a 503.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..errors import ModelNotReady, QueueFull, RequestCancelled
+from ..metrics import ServerMetrics
 from ..models.capabilities import ModelCapabilities
 from ..types import GenerationRequest, GenerationResult, Progress
 from .batching import CallStop, fan_out_progress, take_batch, waiting_images
@@ -60,7 +62,10 @@ class _Job:
     finalize: Callable[[GenerationResult], Any] | None = None
     cancelled: threading.Event = field(default_factory=threading.Event)
     enqueued_at: float = field(default_factory=time.monotonic)
+    started_at: float | None = None  # when its (last) pipeline call started
+    inference_seconds: float | None = None
     regrouped: bool = False  # its call was restarted once to take in waiting requests; never again
+    counted: bool = False  # its outcome is in the metrics
 
 
 def _settle(future: Future, result: Any = None, error: BaseException | None = None) -> None:
@@ -78,7 +83,8 @@ class Runner:
     """Admission queue + generation thread around one Engine."""
 
     def __init__(self, engine_factory: Callable[[], Engine], *, max_queued: int = 64, max_batch_size: int = 1,
-                 on_fatal: Callable[[BaseException], None] | None = None) -> None:
+                 on_fatal: Callable[[BaseException], None] | None = None,
+                 metrics: ServerMetrics | None = None) -> None:
         self._engine_factory = engine_factory
         self._max_queued = max_queued
         self._max_batch_size = max_batch_size
@@ -89,23 +95,50 @@ class Runner:
         self._cv = threading.Condition()
         self._running: list[_Job] = []
         self._stopping = False
+        self._draining = False
+        self._finalizing = 0  # results being encoded on the encoder threads
         self._dead: str | None = None  # why the engine can no longer work (several ranks: one was lost)
         self._thread: threading.Thread | None = None
         self._encoders = ThreadPoolExecutor(max_workers=2, thread_name_prefix="openai-dit-encode")
         self._recent_seconds: float | None = None  # moving average of one call, for Retry-After
+        self.metrics = metrics or ServerMetrics()
+        self.metrics.watch(queue_length=lambda: len(self._pending), running=lambda: len(self._running),
+                           ready=lambda: float(self.ready), draining=lambda: float(self._draining))
 
     # --- lifecycle -------------------------------------------------------------------------------------------
     def start(self) -> None:
         self._thread = threading.Thread(target=self._main, name="openai-dit-generation", daemon=True)
         self._thread.start()
 
+    def drain(self) -> None:
+        """A graceful shutdown begins: admit nothing more (503); queued and running work goes on to its end."""
+        with self._cv:
+            self._draining = True
+        logger.info("draining: %d queued, %d running", len(self._pending), len(self._running))
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued, running or being encoded."""
+        with self._cv:
+            return not self._pending and not self._running and not self._control and self._finalizing == 0
+
+    def abort(self, error: ModelNotReady) -> None:
+        """Answer every queued and running job with `error` now; running calls stop at their next step."""
+        with self._cv:
+            self._fail_waiting(error)
+            for job in self._running:  # its call may not return soon: answer now
+                job.cancelled.set()
+                self._settle_job(job, error=error)
+
     def stop(self, timeout: float | None = None) -> None:
         """Fail what waits, stop the running call at its next step, let started encodings finish."""
         with self._cv:
             self._stopping = True
-            self._fail_waiting(ModelNotReady("The server is shutting down."))
-            for job in self._running:
-                job.cancelled.set()
+        self.abort(ModelNotReady("The server is shutting down."))
         if self._thread is not None:
             self._thread.join(0 if self._dead else timeout)  # a dead engine's call may never return
         close = getattr(self._engine, "close", None)
@@ -120,11 +153,7 @@ class Runner:
             if self._dead is not None:
                 return
             self._dead = reason
-            gone = ModelNotReady("The server lost one of its ranks and is restarting.")
-            self._fail_waiting(gone)
-            for job in self._running:  # its call may never return: answer now
-                job.cancelled.set()
-                _settle(job.future, error=gone)
+        self.abort(ModelNotReady("The server lost one of its ranks and is restarting."))
         logger.error("the engine is dead: %s", reason)
         if self._on_fatal is not None:
             self._on_fatal(RuntimeError(reason))
@@ -133,7 +162,7 @@ class Runner:
         """With the lock held: fail every queued job and control call, and wake the generation thread."""
         for job in self._pending:
             job.cancelled.set()
-            _settle(job.future, error=error)
+            self._settle_job(job, error=error)
         self._pending.clear()
         for _, future in self._control:
             _settle(future, error=error)
@@ -142,7 +171,13 @@ class Runner:
 
     @property
     def ready(self) -> bool:
-        return self._engine is not None and not self._stopping and self._dead is None
+        """Loaded, and admitting work (not draining, stopping or dead)."""
+        return self._engine is not None and not self._stopping and not self._draining and self._dead is None
+
+    @property
+    def alive(self) -> bool:
+        """The engine can still work (it may be loading or draining): False once a rank is lost or loading failed."""
+        return self._dead is None
 
     @property
     def engine(self) -> Engine | None:
@@ -167,6 +202,11 @@ class Runner:
     def busy(self) -> bool:
         return bool(self._running)
 
+    @property
+    def running(self) -> int:
+        """Requests in the running pipeline call."""
+        return len(self._running)
+
     # --- the async side --------------------------------------------------------------------------------------
     async def submit(self, request: GenerationRequest, on_progress: ProgressListener | None = None,
                      finalize: Callable[[GenerationResult], Any] | None = None) -> Any:
@@ -179,13 +219,16 @@ class Runner:
         """Admission alone: QueueFull / ModelNotReady now (before a response has started), else the queued job
         for `wait`. A streaming handler admits first, so refusals still get their HTTP status. `readmit`: work
         admitted before (a video job resumed after a restart) is queued even beyond the bound."""
+        if self._draining or self._stopping:
+            raise ModelNotReady("The server is shutting down.")
         if not self.ready:
             raise ModelNotReady()
         job = _Job(request=request, future=Future(), on_progress=on_progress, finalize=finalize)
         with self._cv:
-            if self._stopping or self._dead:
+            if self._stopping or self._dead or self._draining:
                 raise ModelNotReady("The server is shutting down.")
             if len(self._pending) >= self._max_queued and not readmit:
+                self.metrics.observe_request(request.task.value, "rejected")
                 wait = (self._recent_seconds or 1.0) * (len(self._pending) + 1)  # until the queue has drained
                 raise QueueFull(retry_after_s=max(1, math.ceil(wait)))
             self._pending.append(job)
@@ -222,13 +265,14 @@ class Runner:
             except ValueError:
                 return  # already running: the engine stops it at the next step
         logger.info("request %s dropped from the queue: cancelled", job.request.request_id)
-        _settle(job.future, error=RequestCancelled())
+        self._settle_job(job, error=RequestCancelled())
 
     # --- the generation thread -------------------------------------------------------------------------------
     def _main(self) -> None:
         try:
             self._engine = self._engine_factory()
         except BaseException as exc:  # noqa: BLE001 - any load failure ends the server
+            self._dead = "the model failed to load"
             logger.error("model failed to load: %s", exc)
             if self._on_fatal is not None:
                 self._on_fatal(exc)
@@ -261,16 +305,17 @@ class Runner:
 
     def _run_batch(self, batch: list[_Job]) -> None:
         for job in [job for job in batch if job.cancelled.is_set()]:
-            _settle(job.future, error=RequestCancelled())
+            self._settle_job(job, error=RequestCancelled())
             batch.remove(job)
         if not batch:
             return
+        started = time.monotonic()
         for job in batch:
+            job.started_at = started
             if job.on_progress is not None:
                 job.on_progress(Progress(step=0, total_steps=job.request.num_inference_steps))  # started
         ids = ", ".join(job.request.request_id for job in batch)
         logger.debug("one call for %d request(s): %s", len(batch), ids)
-        started = time.monotonic()
         stop = CallStop(batch)
         try:
             results = self._engine.run_batch([job.request for job in batch], stop, self._listener(batch, stop))
@@ -290,17 +335,24 @@ class Runner:
             else:
                 logger.exception("request %s failed", ids)
             for job in batch:
-                _settle(job.future, error=exc)
+                self._settle_job(job, error=exc)
             return
         elapsed = time.monotonic() - started
         previous = self._recent_seconds
         self._recent_seconds = elapsed if previous is None else 0.8 * previous + 0.2 * elapsed
+        cache = results[0].cache if results else None
+        enabled = cache is not None and cache.enabled
+        self.metrics.observe_call(len(batch), cache.cached_steps if enabled else None,
+                                  cache.total_steps if enabled else 0)
         for job, result in zip(batch, results, strict=True):
+            job.inference_seconds = elapsed
             if job.cancelled.is_set():  # left while the others kept the call going
-                _settle(job.future, error=RequestCancelled())
+                self._settle_job(job, error=RequestCancelled())
             elif job.finalize is None:
-                _settle(job.future, result)
+                self._settle_job(job, result, produced=result)
             else:
+                with self._cv:
+                    self._finalizing += 1
                 self._encoders.submit(self._finalize, job, result)
 
     def _listener(self, batch: list[_Job], stop: CallStop) -> ProgressListener | None:
@@ -333,15 +385,46 @@ class Runner:
             for job in reversed(batch):
                 job.regrouped = True
                 if job.cancelled.is_set():
-                    _settle(job.future, error=RequestCancelled())
+                    self._settle_job(job, error=RequestCancelled())
                 else:
                     self._pending.appendleft(job)
         logger.debug("a call of %d request(s) restarts to take in waiting ones", len(batch))
 
-    @staticmethod
-    def _finalize(job: _Job, result: GenerationResult) -> None:
+    def _finalize(self, job: _Job, result: GenerationResult) -> None:
         try:
-            _settle(job.future, job.finalize(result))
+            self._settle_job(job, job.finalize(result), produced=result)
         except BaseException as exc:  # noqa: BLE001 - delivered to the awaiting handler
             logger.exception("encoding the result of request %s failed", job.request.request_id)
-            _settle(job.future, error=exc)
+            self._settle_job(job, error=exc)
+        finally:
+            with self._cv:
+                self._finalizing -= 1
+                self._cv.notify_all()
+
+    def _settle_job(self, job: _Job, result: Any = None, error: BaseException | None = None,
+                    produced: GenerationResult | None = None) -> None:
+        """Deliver a job's outcome, and count it in the metrics (once, whichever path ends it first)."""
+        _settle(job.future, result, error)
+        if job.counted:
+            return
+        job.counted = True
+        request = job.request
+        if error is None:
+            outcome = "success"
+        elif isinstance(error, RequestCancelled):
+            outcome = "cancelled"
+        elif isinstance(error, ModelNotReady):
+            outcome = "aborted"  # the server stopped, or lost a rank, after admitting it
+        else:
+            outcome = "failed"
+        now = time.monotonic()
+        queue_s = job.started_at - job.enqueued_at if job.started_at is not None else None
+        self.metrics.observe_request(request.task.value, outcome, queue_s=queue_s, inference_s=job.inference_seconds,
+                                     e2e_s=now - job.enqueued_at if error is None else None)
+        if produced is not None:
+            if produced.images is not None:
+                self.metrics.count_outputs(images=len(produced.images))
+            if produced.videos is not None:
+                videos, frames = produced.videos.shape[:2]
+                seconds = videos * frames / request.fps if request.fps else 0.0
+                self.metrics.count_outputs(videos=videos, video_seconds=seconds)

@@ -5,13 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from litestar import Litestar
 from litestar.datastructures import State
-from litestar.types import ASGIApp, Receive, Scope, Send
 
 from .. import __version__
 from ..config import ServerConfig
@@ -24,6 +22,9 @@ from ..serving.video_store import VideoStore
 from ..serving.videos import VideosService
 from .docs import docs_router, openapi_config
 from .exceptions import handle_exception
+from .health import HealthController
+from .lifecycle import Lifecycle
+from .middleware import ApiKeys, HttpActivity, api_key_gate, request_context
 from .native import NativeController
 from .openai import ImagesController, ModelsController
 from .playground import playground_router
@@ -36,32 +37,10 @@ logger = logging.getLogger("openai_dit.server")
 _MAX_FORM_PARTS = 100  # multipart parts per request: a few images plus every text field, with room to spare
 
 
-def _request_id_middleware(app: ASGIApp) -> ASGIApp:
-    """Give every HTTP request an id (`request.state.request_id`) and echo it in `x-request-id`."""
-
-    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await app(scope, receive, send)
-            return
-        request_id = uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
-
-        async def send_with_id(message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                if not any(k.lower() == b"x-request-id" for k, _ in headers):
-                    headers.append((b"x-request-id", request_id.encode()))
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await app(scope, receive, send_with_id)
-
-    return middleware
-
-
-def create_app(config: ServerConfig, runner: Runner) -> Litestar:
+def create_app(config: ServerConfig, runner: Runner, api_keys: list[str] | None = None) -> Litestar:
     """The app serving `runner`. Opens (and locks) the video job store in the data directory; the lifespan starts
-    the runner (which loads the model) and the video jobs, and stops them."""
+    the runner (which loads the model) and the video jobs, and stops them. `api_keys`: default `config.api_keys()`.
+    `app.state.lifecycle.drain(timeout)` is the graceful shutdown (the CLI runs it on SIGTERM)."""
     policy = MediaPolicy(
         max_bytes=int(config.max_image_bytes_mb * 1024 * 1024),
         fetch_timeout=config.fetch_timeout,
@@ -72,6 +51,7 @@ def create_app(config: ServerConfig, runner: Runner) -> Litestar:
     store = OutputStore(ttl_seconds=config.image_url_ttl, max_bytes=int(config.image_url_store_mb * 1024 * 1024))
 
     videos = VideosService(runner, config, policy, VideoStore(config.data_path))
+    activity = HttpActivity()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -84,11 +64,10 @@ def create_app(config: ServerConfig, runner: Runner) -> Litestar:
             await asyncio.to_thread(runner.stop, 30)
             await videos.jobs.close()
 
-    return Litestar(
-        route_handlers=[NativeController, ImagesController, VideosController, ModelsController, docs_router(),
-                        playground_router()],
+    app = Litestar(
+        route_handlers=[HealthController, NativeController, ImagesController, VideosController, ModelsController,
+                        docs_router(), playground_router()],
         exception_handlers={Exception: handle_exception},
-        middleware=[_request_id_middleware],
         lifespan=[lifespan],
         state=State({
             "runner": runner,
@@ -97,6 +76,7 @@ def create_app(config: ServerConfig, runner: Runner) -> Litestar:
             "native": NativeService(runner, config, policy),
             "images": ImagesService(runner, config, policy, store),
             "videos": videos,
+            "lifecycle": Lifecycle(runner, videos.jobs, activity),
         }),
         request_max_body_size=int(config.max_request_body_mb * 1024 * 1024),
         multipart_form_part_limit=_MAX_FORM_PARTS,
@@ -104,3 +84,7 @@ def create_app(config: ServerConfig, runner: Runner) -> Litestar:
         logging_config=None,
         debug=False,
     )
+    # In front of the router, so that unknown paths get a request id, metrics and the key check too.
+    keys = ApiKeys(config.api_keys() if api_keys is None else api_keys)
+    app.asgi_handler = request_context(api_key_gate(app.asgi_handler, keys), runner.metrics, activity)
+    return app

@@ -1,4 +1,4 @@
-"""Cancel a handler's work when its client disconnects (ASGI `http.disconnect`)."""
+"""Cancel a handler's work when its client disconnects (ASGI `http.disconnect`) or its time runs out."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import TypeVar
 
 from litestar import Request
 
-from ..errors import RequestCancelled
+from ..errors import RequestCancelled, RequestTimeout
 
 __all__ = ["cancel_on_disconnect"]
 
@@ -22,12 +22,13 @@ async def _wait_for_disconnect(request: Request) -> None:
             return
 
 
-async def cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T:
-    """Await `work`; if the client goes away first, cancel it (the runner drops or stops the job)."""
+async def cancel_on_disconnect(request: Request, work: Awaitable[T], timeout: float = 0) -> T:
+    """Await `work`; if the client goes away first, or `timeout` seconds pass (0: no limit), cancel it (the runner
+    drops or stops the job) and raise RequestCancelled or RequestTimeout (504)."""
     task = asyncio.ensure_future(work)
     watcher = asyncio.ensure_future(_wait_for_disconnect(request))
     try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({task, watcher}, timeout=timeout or None, return_when=asyncio.FIRST_COMPLETED)
     except asyncio.CancelledError:
         task.cancel()
         raise
@@ -36,4 +37,6 @@ async def cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T:
     if task.done():
         return task.result()
     task.cancel()
+    if not watcher.done() or watcher.cancelled():
+        raise RequestTimeout(timeout)
     raise RequestCancelled()

@@ -1,8 +1,8 @@
-"""Routes of the old cache-dit server: /health, /get_model_info, /generate, /flush_cache."""
+"""Routes of the old cache-dit server: /get_model_info, /generate, /flush_cache (/health: see `health`)."""
 
 from __future__ import annotations
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Request, get, post
 from litestar.datastructures import State
 from litestar.params import JSONBody
 
@@ -15,19 +15,14 @@ __all__ = ["NativeController"]
 class NativeController(Controller):
     tags = ["native"]
 
-    @get("/health", media_type="text/plain", summary="Health check: 200 OK, or 503 while not serving")
-    async def health(self, state: State) -> Response[str]:
-        if state.runner.ready:
-            return Response("OK", status_code=200, media_type="text/plain")
-        return Response("Model not loaded", status_code=503, media_type="text/plain")
-
     @get("/get_model_info", summary="The served model, its tasks and settings")
     async def get_model_info(self, state: State) -> ModelInfoResponse:
         return state.native.model_info()
 
     @post("/generate", status_code=200, summary="Generate images or a video (the old cache-dit contract)")
     async def generate(self, data: JSONBody[GenerateRequest], request: Request, state: State) -> GenerateResponse:
-        return await cancel_on_disconnect(request, state.native.generate(data, request.state.request_id))
+        work = state.native.generate(data, request.state.request_id)
+        return await cancel_on_disconnect(request, work, state.config.request_timeout)
 
     @post("/flush_cache", status_code=200, summary="Release cache-dit's cached state and free memory")
     async def flush_cache(self, state: State) -> FlushCacheResponse:

@@ -46,20 +46,20 @@ class ImagesController(Controller):
     async def generations(self, data: JSONBody[ImageGenerationRequest], request: Request,
                           state: State) -> Response:
         work = state.images.generate(data, request_id=request.state.request_id, base_url=_base_url(request, state))
-        return _respond(await cancel_on_disconnect(request, work))
+        return _respond(await cancel_on_disconnect(request, work, state.config.request_timeout))
 
     @post("/edits", status_code=200, summary="Edit one or several images (multipart: image or image[], prompt)")
     async def edits(self, request: Request, state: State) -> Response:
         form = await _read_form(request)
         work = state.images.edit(form, request_id=request.state.request_id, base_url=_base_url(request, state))
-        return _respond(await cancel_on_disconnect(request, work))
+        return _respond(await cancel_on_disconnect(request, work, state.config.request_timeout))
 
     @post("/variations", status_code=200, summary="Variations of one image (multipart: image)")
     async def variations(self, request: Request, state: State) -> Response:
         form = await _read_form(request)
         work = state.images.variation(form, request_id=request.state.request_id,
                                       base_url=_base_url(request, state))
-        return _respond(await cancel_on_disconnect(request, work))
+        return _respond(await cancel_on_disconnect(request, work, state.config.request_timeout))
 
     @get("/files/{name:str}", summary="An image returned as a link (response_format=url), while it lasts")
     async def file(self, name: FromPath[str], state: State) -> Response[bytes]:

@@ -65,6 +65,14 @@ class VideoJobs:
         self._background = [asyncio.ensure_future(self._resume(queued)),
                             asyncio.ensure_future(self._sweep_forever())]
 
+    def begin_drain(self) -> None:
+        """A graceful shutdown begins: queued jobs leave the runner's queue and stay queued in the store for the next
+        start; the running one may finish (if the shutdown stops it, it is queued again)."""
+        self._stopping = True
+        for live in list(self._live.values()):
+            if live.status == "queued" and not live.deleted:
+                self.runner.cancel(live.job)
+
     def begin_shutdown(self) -> None:
         """Before the runner stops: jobs it stops from now on go back to the queue for the next start."""
         self._stopping = True
@@ -96,9 +104,13 @@ class VideoJobs:
         if not records:
             return
         while not self.runner.ready:
+            if self._stopping:
+                return
             await asyncio.sleep(0.1)
         logger.info("resuming %d queued video job(s)", len(records))
         for record in records:
+            if self._stopping:
+                return  # they stay queued for the next start
             if self.store.get(record.id) is None:
                 continue  # deleted meanwhile
             if record.model != self.config.model_name:

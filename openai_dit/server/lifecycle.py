@@ -1,0 +1,69 @@
+"""Readiness, liveness and the graceful shutdown (drain) of a serving process.
+
+On SIGTERM the server drains: readiness turns 503 and new work is refused with 503 (retryable), while admitted
+requests run to their end, up to `--shutdown-timeout`. Queued video jobs stay queued in the store (the next start
+runs them); the running one may finish, else it is queued again. Then whatever is left is answered 503 and the
+process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from ..errors import ModelNotReady
+from .middleware import HttpActivity
+
+if TYPE_CHECKING:
+    from ..runner import Runner
+    from ..serving.video_jobs import VideoJobs
+
+__all__ = ["Lifecycle"]
+
+logger = logging.getLogger("openai_dit.server")
+
+_POLL_SECONDS = 0.05
+_ANSWER_SECONDS = 5.0  # after the deadline: time for the 503s of aborted requests to go out
+
+
+class Lifecycle:
+    def __init__(self, runner: Runner, videos: VideoJobs, activity: HttpActivity) -> None:
+        self.runner = runner
+        self.videos = videos
+        self.activity = activity
+
+    @property
+    def readiness(self) -> str:
+        """ready, loading, draining or failed (a lost rank, a model that failed to load)."""
+        if not self.runner.alive:
+            return "failed"
+        if self.runner.draining:
+            return "draining"
+        return "ready" if self.runner.ready else "loading"
+
+    @property
+    def live(self) -> bool:
+        """The process can still do its work (loading and draining included)."""
+        return self.runner.alive
+
+    def _drained(self) -> bool:
+        return self.runner.idle and self.activity.in_flight == 0
+
+    async def drain(self, timeout: float) -> None:
+        """Refuse new work, wait for admitted work (at most `timeout` s), then answer what is left with 503."""
+        started = time.monotonic()
+        self.runner.drain()
+        self.videos.begin_drain()
+        deadline = started + timeout
+        while not self._drained() and time.monotonic() < deadline:
+            await asyncio.sleep(_POLL_SECONDS)
+        if self._drained():
+            logger.info("drained in %.1f s", time.monotonic() - started)
+            return
+        logger.warning("shutdown timeout (%g s) reached: answering the remaining requests with 503", timeout)
+        self.runner.abort(ModelNotReady("The server is shutting down."))
+        deadline = time.monotonic() + _ANSWER_SECONDS
+        while self.activity.in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(_POLL_SECONDS)
