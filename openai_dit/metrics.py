@@ -10,11 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 __all__ = ["CONTENT_TYPE", "ServerMetrics", "outcome_of"]
 
-CONTENT_TYPE = CONTENT_TYPE_LATEST
+CONTENT_TYPE = "text/plain; version=0.0.4"  # the text exposition format every Prometheus scrapes (utf-8)
 
 disable_created_metrics()  # no `_created` series beside every counter and histogram
 

@@ -33,6 +33,6 @@ class HealthController(Controller):
         return Response({"status": "alive" if alive else "failed"}, status_code=200 if alive else 503,
                         headers=_NO_STORE)
 
-    @get("/metrics", tags=["probes"], summary="Prometheus metrics (text exposition format)")
+    @get("/metrics", tags=["probes"], media_type=CONTENT_TYPE, summary="Prometheus metrics (text exposition format)")
     async def metrics(self, state: State) -> Response[bytes]:
         return Response(state.runner.metrics.expose(), media_type=CONTENT_TYPE, headers=_NO_STORE)

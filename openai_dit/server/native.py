@@ -8,6 +8,7 @@ from litestar.params import JSONBody
 
 from ..protocol.native import FlushCacheResponse, GenerateRequest, GenerateResponse, ModelInfoResponse
 from .disconnect import cancel_on_disconnect
+from .docs import error_responses
 
 __all__ = ["NativeController"]
 
@@ -15,15 +16,17 @@ __all__ = ["NativeController"]
 class NativeController(Controller):
     tags = ["native"]
 
-    @get("/get_model_info", summary="The served model, its tasks and settings")
+    @get("/get_model_info", responses=error_responses(), summary="The served model, its tasks and settings")
     async def get_model_info(self, state: State) -> ModelInfoResponse:
         return state.native.model_info()
 
-    @post("/generate", status_code=200, summary="Generate images or a video (the old cache-dit contract)")
+    @post("/generate", status_code=200, responses=error_responses(400, 404, 413, 429, 503, 504),
+          summary="Generate images or a video (the old cache-dit contract)")
     async def generate(self, data: JSONBody[GenerateRequest], request: Request, state: State) -> GenerateResponse:
         work = state.native.generate(data, request.state.request_id)
         return await cancel_on_disconnect(request, work, state.config.request_timeout)
 
-    @post("/flush_cache", status_code=200, summary="Release cache-dit's cached state and free memory")
+    @post("/flush_cache", status_code=200, responses=error_responses(503),
+          summary="Release cache-dit's cached state and free memory")
     async def flush_cache(self, state: State) -> FlushCacheResponse:
         return await state.native.flush_cache()

@@ -13,15 +13,21 @@ from litestar.response import Stream
 from ..adapters.forms import FormFields
 from ..adapters.images import check_model
 from ..errors import NotFound
-from ..protocol.images import ImageGenerationRequest, ImagesResponse
+from ..protocol.images import ImageEditRequest, ImageGenerationRequest, ImagesResponse, ImageVariationRequest
 from ..protocol.models import ModelCard, ModelList
 from ..serving.images import FILE_FIELDS
 from .disconnect import cancel_on_disconnect
+from .docs import documented, error_responses, form_schema
 from .forms import read_form
 
 __all__ = ["ImagesController", "ModelsController"]
 
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+_GENERATION_ERRORS = error_responses(400, 404, 413, 429, 503, 504)
+_GENERATION_DOC = documented(event_stream=True)
+_EDIT_DOC = documented(body={"multipart": form_schema(ImageEditRequest, {"image": False, "image[]": False,
+                                                                         "mask": False})}, event_stream=True)
+_VARIATION_DOC = documented(body={"multipart": form_schema(ImageVariationRequest, {"image": True})})
 
 
 def _base_url(request: Request, state: State) -> str:
@@ -42,26 +48,30 @@ class ImagesController(Controller):
     path = "/v1/images"
     tags = ["openai"]
 
-    @post("/generations", status_code=200, summary="Create images from a prompt (JSON; stream=true for SSE)")
+    @post("/generations", status_code=200, responses=_GENERATION_ERRORS, operation_class=_GENERATION_DOC,
+          summary="Create images from a prompt (JSON; stream=true for SSE)")
     async def generations(self, data: JSONBody[ImageGenerationRequest], request: Request,
                           state: State) -> Response:
         work = state.images.generate(data, request_id=request.state.request_id, base_url=_base_url(request, state))
         return _respond(await cancel_on_disconnect(request, work, state.config.request_timeout))
 
-    @post("/edits", status_code=200, summary="Edit one or several images (multipart: image or image[], prompt)")
+    @post("/edits", status_code=200, responses=_GENERATION_ERRORS, operation_class=_EDIT_DOC,
+          summary="Edit one or several images (multipart: image or image[], prompt)")
     async def edits(self, request: Request, state: State) -> Response:
         form = await _read_form(request)
         work = state.images.edit(form, request_id=request.state.request_id, base_url=_base_url(request, state))
         return _respond(await cancel_on_disconnect(request, work, state.config.request_timeout))
 
-    @post("/variations", status_code=200, summary="Variations of one image (multipart: image)")
+    @post("/variations", status_code=200, responses=_GENERATION_ERRORS, operation_class=_VARIATION_DOC,
+          summary="Variations of one image (multipart: image)")
     async def variations(self, request: Request, state: State) -> Response:
         form = await _read_form(request)
         work = state.images.variation(form, request_id=request.state.request_id,
                                       base_url=_base_url(request, state))
         return _respond(await cancel_on_disconnect(request, work, state.config.request_timeout))
 
-    @get("/files/{name:str}", summary="An image returned as a link (response_format=url), while it lasts")
+    @get("/files/{name:str}", responses=error_responses(404),
+         summary="An image returned as a link (response_format=url), while it lasts")
     async def file(self, name: FromPath[str], state: State) -> Response[bytes]:
         item = state.images.store.get(name)
         if item is None:
@@ -81,11 +91,11 @@ class ModelsController(Controller):
         caps = engine.capabilities.to_dict() if engine is not None else None
         return ModelCard(id=state.config.model_name, created=state.started_at, capabilities=caps)
 
-    @get("", summary="The served model")
+    @get("", responses=error_responses(), summary="The served model")
     async def list_models(self, state: State) -> ModelList:
         return ModelList(data=[self._card(state)])
 
-    @get("/{model_id:path}", summary="The served model by name; 404 for any other")
+    @get("/{model_id:path}", responses=error_responses(404), summary="The served model by name; 404 for any other")
     async def retrieve_model(self, model_id: FromPath[str], state: State) -> ModelCard:
         check_model(model_id.lstrip("/"), state.config.model_name)  # an empty id never routes here
         return self._card(state)

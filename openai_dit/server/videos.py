@@ -10,19 +10,23 @@ from litestar.response import File
 from ..adapters.forms import decode_json
 from ..protocol.videos import Video, VideoCreateRequest, VideoDeleted, VideoList, VideoRemixRequest
 from ..serving.videos import FILE_FIELDS
+from .docs import documented, error_responses, form_schema, json_schema
 from .exceptions import handle_exception_no_retry
 from .forms import FORM_CONTENT_TYPES, read_form
 
 __all__ = ["VideosController"]
 
 _NO_RETRY = {Exception: handle_exception_no_retry}
+_CREATE_DOC = documented(body={"multipart": form_schema(VideoCreateRequest, {"input_reference": False}),
+                              "json": json_schema(VideoCreateRequest)})
 
 
 class VideosController(Controller):
     path = "/v1/videos"
     tags = ["openai"]
 
-    @post("", status_code=200, exception_handlers=_NO_RETRY,
+    @post("", status_code=200, exception_handlers=_NO_RETRY, operation_class=_CREATE_DOC,
+          responses=error_responses(400, 404, 413, 429, 503),
           summary="Create a video job (multipart, with an optional input_reference image file, or JSON)")
     async def create(self, request: Request, state: State) -> Video:
         content_type, _ = request.content_type
@@ -32,22 +36,25 @@ class VideosController(Controller):
             return await state.videos.create_from_form(form)
         return await state.videos.create_from_json(decode_json(await request.body(), VideoCreateRequest))
 
-    @get("", summary="List video jobs, newest first (after, limit, order)")
+    @get("", responses=error_responses(400), summary="List video jobs, newest first (after, limit, order)")
     async def list_videos(self, state: State, after: FromQuery[str | None] = None,
                           limit: FromQuery[str | None] = None, order: FromQuery[str | None] = None) -> VideoList:
         return state.videos.list(after, limit, order)
 
-    @get("/{video_id:str}", summary="A video job; `openai-poll-after-ms` says when to ask again")
+    @get("/{video_id:str}", responses=error_responses(404),
+         summary="A video job; `openai-poll-after-ms` says when to ask again")
     async def retrieve(self, video_id: FromPath[str], state: State) -> Response[Video]:
         video, poll_after_ms = state.videos.retrieve(video_id)
         headers = {} if poll_after_ms is None else {"openai-poll-after-ms": str(poll_after_ms)}
         return Response(video, headers=headers)
 
-    @delete("/{video_id:str}", status_code=200, summary="Delete a video job; a running one stops at its next step")
+    @delete("/{video_id:str}", status_code=200, responses=error_responses(404),
+            summary="Delete a video job; a running one stops at its next step")
     async def delete_video(self, video_id: FromPath[str], state: State) -> VideoDeleted:
         return await state.videos.delete(video_id)
 
-    @get("/{video_id:str}/content", summary="The MP4 (variant=video), a thumbnail (WebP) or a spritesheet (JPEG)")
+    @get("/{video_id:str}/content", responses=error_responses(400, 404, 409),
+         summary="The MP4 (variant=video), a thumbnail (WebP) or a spritesheet (JPEG)")
     async def content(self, video_id: FromPath[str], state: State, variant: FromQuery[str | None] = None) -> File:
         path, media_type = state.videos.content(video_id, variant)
         extension = path.suffix
@@ -55,6 +62,7 @@ class VideosController(Controller):
                     content_disposition_type="inline")
 
     @post("/{video_id:str}/remix", status_code=200, exception_handlers=_NO_RETRY,
+          responses=error_responses(400, 404, 409, 413, 429, 503),
           summary="A new job with a completed video's settings (seed and input image included) and a new prompt")
     async def remix(self, video_id: FromPath[str], data: JSONBody[VideoRemixRequest], state: State) -> Video:
         return await state.videos.remix(video_id, data.prompt)

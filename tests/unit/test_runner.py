@@ -14,7 +14,7 @@ import uvicorn
 from fakes import FakeEngine
 
 from openai_dit.config import ServerConfig
-from openai_dit.errors import ModelNotReady, RequestCancelled
+from openai_dit.errors import ModelNotReady
 from openai_dit.runner import Runner
 from openai_dit.types import GenerationRequest, Task
 
