@@ -231,3 +231,16 @@ def test_load_test_at_twice_capacity_has_no_failed_accepted_request():
     rejected = int(result.stdout.split("rejected (429/503, Retry-After honoured): ")[1].split()[0])
     assert rejected > 0  # twice capacity: the server did refuse, at once, and lost nothing it accepted
     assert "server exit code after SIGTERM: 0" in result.stdout
+
+
+def test_the_openai_sdk_with_and_without_the_key(flux):
+    import openai
+
+    good = openai.OpenAI(base_url=f"{flux}/v1", api_key=KEY, max_retries=0)
+    assert [model.id for model in good.models.list()] == ["tiny:flux"]
+    image = good.images.generate(model="tiny:flux", prompt="a kite", size="64x64", response_format="url")
+    assert httpx.get(image.data[0].url).status_code == 200  # a capability link: fetched without the key
+    bad = openai.OpenAI(base_url=f"{flux}/v1", api_key="sk-not-the-key", max_retries=0)
+    with pytest.raises(openai.AuthenticationError) as caught:
+        bad.images.generate(model="tiny:flux", prompt="a kite", size="64x64")
+    assert caught.value.code == "invalid_api_key" and "sk-not-the-key" not in str(caught.value)
