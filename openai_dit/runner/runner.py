@@ -135,7 +135,8 @@ class Runner:
                 self._settle_job(job, error=error)
 
     def stop(self, timeout: float | None = None) -> None:
-        """Fail what waits, stop the running call at its next step, let started encodings finish."""
+        """Answer what waits or runs with 503 (the running call stops at its next step); let started encodings
+        finish."""
         with self._cv:
             self._stopping = True
         self.abort(ModelNotReady("The server is shutting down."))

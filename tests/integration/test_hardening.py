@@ -97,10 +97,18 @@ def test_clients_leaving_mid_generation_under_load_stop_their_work(flux):
     try:
         cancelled_before = metric(flux, "openai_dit_generation_requests_total", outcome="cancelled")
         long = {**SMALL, "size": "1024x1024", "num_inference_steps": 200}  # about 6 s here
-        with pytest.raises(httpx.TimeoutException):  # the client gives up: its connection closes
-            httpx.post(f"{flux}/v1/images/generations", json=long, headers=AUTH, timeout=1.5)
+
+        def give_up(after: float, body: dict) -> None:
+            with pytest.raises(httpx.TimeoutException):  # the client gives up: its connection closes
+                httpx.post(f"{flux}/v1/images/generations", json=body, headers=AUTH, timeout=after)
+
+        running = threading.Thread(target=give_up, args=(3.0, long))
+        running.start()
+        time.sleep(0.5)  # admitted, and running within a few short background calls
+        give_up(1.0, {**long, "size": "1008x1008"})  # queued behind the running one, and dropped from the queue
+        running.join(30)
         wait_until(lambda: metric(flux, "openai_dit_generation_requests_total",
-                                  outcome="cancelled") == cancelled_before + 1, timeout=20)
+                                  outcome="cancelled") == cancelled_before + 2, timeout=20)
     finally:
         stop.set()
         for thread in threads:
