@@ -48,7 +48,8 @@ def parse_quality_steps(text: str | None) -> dict[str, int]:
     for item in filter(None, (part.strip() for part in (text or "").split(","))):
         name, _, value = item.partition("=")
         name = name.strip()
-        if name not in QUALITY_LEVELS or not value.strip().isdigit() or not 1 <= int(value) <= 200:
+        digits = value.strip()
+        if name not in QUALITY_LEVELS or not (digits.isascii() and digits.isdigit()) or not 1 <= int(digits) <= 200:
             raise ValueError(f"'{item}': expected low|medium|high=STEPS with 1 <= STEPS <= 200")
         table[name] = int(value)
     return table

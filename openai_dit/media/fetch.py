@@ -133,7 +133,7 @@ async def _fetch(url: str, policy: MediaPolicy, param: str) -> bytes:
                     raise InvalidRequest(f"'{param}': fetching the image returned HTTP {response.status_code}.",
                                          param=param, code="fetch_failed")
                 declared = response.headers.get("content-length")
-                if declared and declared.isdigit():
+                if declared and declared.isascii() and declared.isdigit():
                     check_byte_limit(int(declared), policy.max_bytes, param)
                 chunks, size = [], 0
                 async for chunk in response.aiter_bytes():

@@ -35,6 +35,11 @@ _ERROR_DESCRIPTIONS = {
 }
 
 
+_EVENTS = {"description": "stream=true: server-sent events `image_generation.partial_image` / "
+                          "`image_edit.partial_image` "
+           "and `.completed` (b64_json and metadata), `error` (the OpenAI error body), then `data: [DONE]`."}
+
+
 def error_responses(*statuses: int) -> dict[int, ResponseSpec]:
     """The documented error responses of an operation, all in the OpenAI error shape. 401 is on every one: any
     route may need an API key."""
@@ -97,7 +102,7 @@ def documented(*, body: dict[str, dict[str, Any]] | None = None, event_stream: b
                 self.request_body = request
             ok = (self.responses or {}).get("200")
             if event_stream and ok is not None and ok.content is not None:
-                ok.content["text/event-stream"] = OpenAPIMediaType(schema={"type": "string"})  # type: ignore
+                ok.content["text/event-stream"] = OpenAPIMediaType(schema=_EVENTS)  # type: ignore
 
     return DocumentedOperation
 

@@ -174,7 +174,7 @@ class VideosService:
 def _parse_limit(limit: str | None) -> int:
     if limit is None:
         return 20
-    if not limit.isdigit() or not 1 <= int(limit) <= MAX_LIST_LIMIT:
+    if not (limit.isascii() and limit.isdigit()) or not 1 <= int(limit) <= MAX_LIST_LIMIT:
         raise InvalidRequest(f"limit must be an integer from 1 to {MAX_LIST_LIMIT}.", param="limit")
     return int(limit)
 

@@ -401,3 +401,9 @@ def test_image_models_list_no_videos_but_refuse_creation():
         assert client.get("/v1/videos").json() == {"object": "list", "data": [], "first_id": None, "last_id": None,
                                                   "has_more": False}
         assert_openai_error(client.post("/v1/videos", json={"prompt": "x"}), 400, "input_reference")
+
+
+@pytest.mark.parametrize("limit", ["\u00b3", "\u0663", "0", "101", "-1", "1.5"])
+def test_list_limit_that_is_not_plain_digits_is_a_400(limit):  # found by schemathesis: '³'.isdigit() is True
+    with serving(FakeEngine(VIDEO)) as client:
+        assert_openai_error(client.get("/v1/videos", params={"limit": limit}), 400, "limit")
