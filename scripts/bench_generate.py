@@ -137,6 +137,14 @@ class OverHTTP:
         self.connection.close()
 
 
+def percentile(samples: list[float], q: float) -> float:
+    """The q-quantile (nearest rank) of `samples`; NaN when there are none."""
+    if not samples:
+        return float("nan")
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -29,20 +29,13 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_generate import InProcess, OverHTTP, alternate, free_port, server_adds, start_server  # noqa: E402
+from bench_generate import InProcess, OverHTTP, alternate, free_port, percentile, server_adds, start_server  # noqa: E402
 
 # (model, size, steps, c1 latency bound as a ratio, c8 throughput bound as a multiple of one-at-a-time)
 DEFAULT_CASES = [("tiny:flux", 64, 4, 1.10, 2.0), ("small:flux", 128, 8, 1.03, 1.2)]
 CONCURRENCY = (1, 2, 4, 8)
 ROUNDS = 3  # load windows per concurrency level, each followed by in-process calls
 MEMORY_GROWTH_BOUND_MB = 64.0
-
-
-def percentile(samples: list[float], q: float) -> float:
-    if not samples:
-        return float("nan")
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def load(url: str, size: int, steps: int, concurrency: int, seconds: float) -> tuple[list[float], float, int]:

@@ -23,7 +23,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_generate import start_server  # noqa: E402
+from bench_generate import percentile, start_server  # noqa: E402
 
 _RETRY_CAP_SECONDS = 0.25
 
@@ -36,10 +36,7 @@ class Tally:
 
     def report(self, seconds: float, clients: int, capacity: int) -> str:
         def pct(values: list[float], q: float) -> str:
-            if not values:
-                return "-"
-            ordered = sorted(values)
-            return f"{1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))]:.0f}"
+            return f"{1000 * percentile(values, q):.0f}" if values else "-"
 
         lines = [
             f"{clients} clients (2 x capacity {capacity}) for {seconds:.0f} s",

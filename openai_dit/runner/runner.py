@@ -102,8 +102,8 @@ class Runner:
         self._encoders = ThreadPoolExecutor(max_workers=2, thread_name_prefix="openai-dit-encode")
         self._recent_seconds: float | None = None  # moving average of one call, for Retry-After
         self.metrics = metrics or ServerMetrics()
-        self.metrics.watch(queue_length=lambda: len(self._pending), running=lambda: len(self._running),
-                           ready=lambda: float(self.ready), draining=lambda: float(self._draining))
+        self.metrics.watch(queue_length=lambda: self.queued, running=lambda: self.running,
+                           ready=lambda: float(self.ready), draining=lambda: float(self.draining))
 
     # --- lifecycle -------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -185,10 +185,17 @@ class Runner:
         return self._engine
 
     def capabilities(self) -> ModelCapabilities:
-        """What the loaded model can do; ModelNotReady while it loads or once the server stops."""
-        if self._engine is None or not self.ready:
-            raise ModelNotReady()
+        """What the loaded model can do; ModelNotReady while it loads or once the server drains or stops."""
+        self._check_admitting()
         return self._engine.capabilities
+
+    def _check_admitting(self) -> None:
+        """ModelNotReady (503) unless work is admitted now: the model is loaded and the server is neither
+        draining, stopping nor dead. Also checked under the lock, where work is queued."""
+        if self._draining or self._stopping or self._dead is not None:
+            raise ModelNotReady("The server is shutting down.")
+        if self._engine is None:
+            raise ModelNotReady()
 
     @property
     def queued(self) -> int:
@@ -220,14 +227,9 @@ class Runner:
         """Admission alone: QueueFull / ModelNotReady now (before a response has started), else the queued job
         for `wait`. A streaming handler admits first, so refusals still get their HTTP status. `readmit`: work
         admitted before (a video job resumed after a restart) is queued even beyond the bound."""
-        if self._draining or self._stopping:
-            raise ModelNotReady("The server is shutting down.")
-        if not self.ready:
-            raise ModelNotReady()
         job = _Job(request=request, future=Future(), on_progress=on_progress, finalize=finalize)
         with self._cv:
-            if self._stopping or self._dead or self._draining:
-                raise ModelNotReady("The server is shutting down.")
+            self._check_admitting()
             if len(self._pending) >= self._max_queued and not readmit:
                 self.metrics.observe_request(request.task.value, "rejected")
                 wait = (self._recent_seconds or 1.0) * (len(self._pending) + 1)  # until the queue has drained
@@ -246,12 +248,9 @@ class Runner:
 
     async def call(self, fn: Callable[[Engine], Any]) -> Any:
         """Run `fn(engine)` on the generation thread between pipeline calls (e.g. a cache flush)."""
-        if not self.ready:
-            raise ModelNotReady()
         future: Future = Future()
         with self._cv:
-            if self._stopping:
-                raise ModelNotReady("The server is shutting down.")
+            self._check_admitting()
             self._control.append((fn, future))
             self._cv.notify()
         return await asyncio.wrap_future(future)

@@ -36,8 +36,8 @@ _ERROR_DESCRIPTIONS = {
 
 
 _EVENTS = {"description": "stream=true: server-sent events `image_generation.partial_image` / "
-                          "`image_edit.partial_image` "
-           "and `.completed` (b64_json and metadata), `error` (the OpenAI error body), then `data: [DONE]`."}
+                          "`image_edit.partial_image` and `.completed` (b64_json and metadata), `error` (the OpenAI "
+                          "error body), then `data: [DONE]`."}
 
 
 def error_responses(*statuses: int) -> dict[int, ResponseSpec]:

@@ -23,6 +23,7 @@ from litestar.utils import normalize_path
 
 from ..errors import AuthenticationFailed, error_response
 from ..metrics import ServerMetrics
+from ..serving.output_store import NAME_PATTERN
 
 __all__ = ["PUBLIC_PATHS", "ApiKeys", "HttpActivity", "RequestIdLogFilter", "api_key_gate", "is_public",
            "request_context", "routed_path"]
@@ -40,7 +41,7 @@ PUBLIC_PATHS = frozenset({
 })
 # Image links (response_format=url) are capability URLs, as OpenAI's pre-signed links are: 192 random bits,
 # expiring; clients fetch them without headers (an <img src>, a plain download).
-_PUBLIC_PATTERNS = (re.compile(r"/v1/images/files/[A-Za-z0-9_-]{32}\.(?:png|jpeg|webp)"),)
+_PUBLIC_PATTERNS = (re.compile("/v1/images/files/" + NAME_PATTERN),)
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 

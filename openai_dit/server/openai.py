@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
@@ -38,7 +38,10 @@ async def _read_form(request: Request) -> FormFields:
     return await read_form(request, FILE_FIELDS, expected="multipart/form-data (image files as 'image' or 'image[]')")
 
 
-def _respond(result: ImagesResponse | AsyncIterator[bytes]) -> Response | Stream:
+async def _answer(request: Request, state: State, work: Awaitable[ImagesResponse | AsyncIterator[bytes]]
+                  ) -> Response | Stream:
+    """The work's JSON response or SSE stream, cancelled if the client leaves or --request-timeout passes."""
+    result = await cancel_on_disconnect(request, work, state.config.request_timeout)
     if isinstance(result, ImagesResponse):
         return Response(result, status_code=200)
     return Stream(result, media_type="text/event-stream", headers=_SSE_HEADERS)
@@ -53,14 +56,14 @@ class ImagesController(Controller):
     async def generations(self, data: JSONBody[ImageGenerationRequest], request: Request,
                           state: State) -> Response:
         work = state.images.generate(data, request_id=request.state.request_id, base_url=_base_url(request, state))
-        return _respond(await cancel_on_disconnect(request, work, state.config.request_timeout))
+        return await _answer(request, state, work)
 
     @post("/edits", status_code=200, responses=_GENERATION_ERRORS, operation_class=_EDIT_DOC,
           summary="Edit one or several images (multipart: image or image[], prompt)")
     async def edits(self, request: Request, state: State) -> Response:
         form = await _read_form(request)
         work = state.images.edit(form, request_id=request.state.request_id, base_url=_base_url(request, state))
-        return _respond(await cancel_on_disconnect(request, work, state.config.request_timeout))
+        return await _answer(request, state, work)
 
     @post("/variations", status_code=200, responses=_GENERATION_ERRORS, operation_class=_VARIATION_DOC,
           summary="Variations of one image (multipart: image)")
@@ -68,7 +71,7 @@ class ImagesController(Controller):
         form = await _read_form(request)
         work = state.images.variation(form, request_id=request.state.request_id,
                                       base_url=_base_url(request, state))
-        return _respond(await cancel_on_disconnect(request, work, state.config.request_timeout))
+        return await _answer(request, state, work)
 
     @get("/files/{name:str}", responses=error_responses(404),
          summary="An image returned as a link (response_format=url), while it lasts")

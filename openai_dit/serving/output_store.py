@@ -9,9 +9,10 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
-__all__ = ["OutputStore", "StoredOutput"]
+__all__ = ["NAME_PATTERN", "OutputStore", "StoredOutput"]
 
-_NAME = re.compile(r"^[A-Za-z0-9_-]{32}\.(png|jpeg|webp)$")
+NAME_PATTERN = r"[A-Za-z0-9_-]{32}\.(?:png|jpeg|webp)"  # what `put` names an item (192 random bits)
+_NAME = re.compile(NAME_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class OutputStore:
         return name
 
     def get(self, name: str) -> StoredOutput | None:
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             return None
         with self._lock:
             item = self._items.get(name)
