@@ -105,6 +105,16 @@ class ModelNotReady(APIError):
     def __init__(self, message: str = "The model is not loaded yet.") -> None:
         super().__init__(message, code="model_not_ready", headers={"Retry-After": "5"})
 
+    @classmethod
+    def shutting_down(cls) -> ModelNotReady:
+        """The server is draining or stopping: retry elsewhere, or once it is back."""
+        return cls("The server is shutting down.")
+
+    @classmethod
+    def ranks_lost(cls) -> ModelNotReady:
+        """The ranks can no longer work together: the process exits and is restarted."""
+        return cls("The server lost one of its ranks and is restarting.")
+
 
 class RequestCancelled(Exception):
     """The request was cancelled (client gone); nobody is left to answer."""

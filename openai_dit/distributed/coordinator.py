@@ -37,16 +37,15 @@ class RankCoordinator:
             self.control.send(("run", requests))
             return self.executor.run_batch(requests, cancelled, on_progress)
         except (RanksLost, OSError) as exc:
-            reason = f"the ranks lost contact during a call ({exc})"
-            self._on_dead(reason)
-            raise ModelNotReady("The server lost one of its ranks and is restarting.") from exc
+            self._on_dead(f"the ranks lost contact during a call ({exc})")
+            raise ModelNotReady.ranks_lost() from exc
 
     def flush(self) -> None:
         try:
             self.control.send(("flush",))
         except OSError as exc:
             self._on_dead(f"the control channel failed ({exc})")
-            raise ModelNotReady("The server lost one of its ranks and is restarting.") from exc
+            raise ModelNotReady.ranks_lost() from exc
         self.executor.flush()
 
     def describe(self) -> dict[str, Any]:

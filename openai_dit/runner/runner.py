@@ -139,7 +139,7 @@ class Runner:
         finish."""
         with self._cv:
             self._stopping = True
-        self.abort(ModelNotReady("The server is shutting down."))
+        self.abort(ModelNotReady.shutting_down())
         if self._thread is not None:
             self._thread.join(0 if self._dead else timeout)  # a dead engine's call may never return
         close = getattr(self._engine, "close", None)
@@ -154,7 +154,7 @@ class Runner:
             if self._dead is not None:
                 return
             self._dead = reason
-        self.abort(ModelNotReady("The server lost one of its ranks and is restarting."))
+        self.abort(ModelNotReady.ranks_lost())
         logger.error("the engine is dead: %s", reason)
         if self._on_fatal is not None:
             self._on_fatal(RuntimeError(reason))
@@ -193,7 +193,7 @@ class Runner:
         """ModelNotReady (503) unless work is admitted now: the model is loaded and the server is neither
         draining, stopping nor dead. Also checked under the lock, where work is queued."""
         if self._draining or self._stopping or self._dead is not None:
-            raise ModelNotReady("The server is shutting down.")
+            raise ModelNotReady.shutting_down()
         if self._engine is None:
             raise ModelNotReady()
 

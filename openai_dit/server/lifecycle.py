@@ -63,7 +63,7 @@ class Lifecycle:
             logger.info("drained in %.1f s", time.monotonic() - started)
             return
         logger.warning("shutdown timeout (%g s) reached: answering the remaining requests with 503", timeout)
-        self.runner.abort(ModelNotReady("The server is shutting down."))
+        self.runner.abort(ModelNotReady.shutting_down())
         deadline = time.monotonic() + _ANSWER_SECONDS
         while self.activity.in_flight and time.monotonic() < deadline:
             await asyncio.sleep(_POLL_SECONDS)

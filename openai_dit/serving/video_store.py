@@ -25,7 +25,7 @@ import msgspec
 
 from ..adapters.videos import VideoSettings
 
-__all__ = ["ARTIFACTS", "DataDirInUse", "VideoRecord", "VideoStore", "new_video_id"]
+__all__ = ["ARTIFACTS", "FINISHED", "DataDirInUse", "VideoRecord", "VideoStore", "new_video_id"]
 
 ARTIFACTS = {"video": ("video.mp4", "video/mp4"), "thumbnail": ("thumbnail.webp", "image/webp"),
              "spritesheet": ("spritesheet.jpg", "image/jpeg")}
@@ -50,7 +50,7 @@ CREATE TABLE IF NOT EXISTS videos (
 );
 CREATE INDEX IF NOT EXISTS videos_expiry ON videos (expires_at);
 """
-_FINISHED = ("completed", "failed")
+FINISHED = ("completed", "failed")  # the statuses a job ends in
 
 
 class DataDirInUse(RuntimeError):
@@ -80,6 +80,8 @@ class VideoRecord:
 
 _COLUMNS = ("seq", "id", "model", "status", "created_at", "completed_at", "expires_at", "remixed_from_video_id",
             "error_code", "error_message", "settings", "storage", "bytes")
+_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM videos"
+_LIVE = "(expires_at IS NULL OR expires_at > ?)"  # not expired at the time given
 
 
 def _record(row: tuple) -> VideoRecord:
@@ -166,25 +168,24 @@ class VideoStore:
         """The live record of `video_id`; None for unknown, malformed or expired ids."""
         if not _ID.match(video_id):
             return None
-        rows = self._query(f"SELECT {', '.join(_COLUMNS)} FROM videos WHERE id = ? AND "
-                           "(expires_at IS NULL OR expires_at > ?)", (video_id, int(time.time())))
+        rows = self._query(f"{_SELECT} WHERE id = ? AND {_LIVE}", (video_id, int(time.time())))
         return _record(rows[0]) if rows else None
 
     def page(self, *, after: VideoRecord | None, limit: int, descending: bool) -> tuple[list[VideoRecord], bool]:
         """Up to `limit` live records after `after` in creation order; and whether more follow."""
         now = int(time.time())
-        where, params = "(expires_at IS NULL OR expires_at > ?)", [now]
+        where, params = _LIVE, [now]
         if after is not None:
             where += " AND seq < ?" if descending else " AND seq > ?"
             params.append(after.seq)
-        rows = self._query(f"SELECT {', '.join(_COLUMNS)} FROM videos WHERE {where} ORDER BY seq "
+        rows = self._query(f"{_SELECT} WHERE {where} ORDER BY seq "
                            f"{'DESC' if descending else 'ASC'} LIMIT ?", (*params, limit + 1))
         return [_record(row) for row in rows[:limit]], len(rows) > limit
 
     def set_status(self, video_id: str, status: str) -> None:
         with self._transaction() as db:
-            db.execute("UPDATE videos SET status = ? WHERE id = ? AND status NOT IN ('completed', 'failed')",
-                       (status, video_id))
+            db.execute("UPDATE videos SET status = ? WHERE id = ? AND status NOT IN (?, ?)",
+                       (status, video_id, *FINISHED))
 
     def finish(self, video_id: str, *, ttl_seconds: int, added_bytes: int = 0, error_code: str | None = None,
                error_message: str | None = None) -> bool:
@@ -215,7 +216,7 @@ class VideoStore:
             db.execute("UPDATE videos SET status = 'failed', completed_at = ?, expires_at = ?, error_code = "
                        "'server_restarted', error_message = 'The server stopped while this video was being "
                        "generated; create it again.' WHERE status = 'in_progress'", (now, now + ttl_seconds))
-        rows = self._query(f"SELECT {', '.join(_COLUMNS)} FROM videos WHERE status = 'queued' ORDER BY seq")
+        rows = self._query(f"{_SELECT} WHERE status = 'queued' ORDER BY seq")
         return [_record(row) for row in rows]
 
     def remove_expired_and_excess(self, *, max_bytes: int, max_jobs: int) -> list[str]:
@@ -225,12 +226,12 @@ class VideoStore:
         with self._transaction() as db:
             expired = db.execute("SELECT id, storage FROM videos WHERE expires_at IS NOT NULL AND expires_at <= ?",
                                  (now,)).fetchall()
-            total_bytes, total_jobs = db.execute("SELECT COALESCE(SUM(bytes), 0), COUNT(*) FROM videos "
-                                                 "WHERE expires_at IS NULL OR expires_at > ?", (now,)).fetchone()
+            total_bytes, total_jobs = db.execute(f"SELECT COALESCE(SUM(bytes), 0), COUNT(*) FROM videos WHERE {_LIVE}",
+                                                 (now,)).fetchone()
             victims = list(expired)
             if total_bytes > max_bytes or total_jobs > max_jobs:
                 finished = db.execute("SELECT id, storage, bytes FROM videos WHERE status IN (?, ?) AND "
-                                      "expires_at > ? ORDER BY seq", (*_FINISHED, now)).fetchall()
+                                      "expires_at > ? ORDER BY seq", (*FINISHED, now)).fetchall()
                 for video_id, storage, size in finished:
                     if total_bytes <= max_bytes and total_jobs <= max_jobs:
                         break

@@ -23,7 +23,7 @@ from ..runner import Runner
 from ..types import Task
 from .inputs import checked_image
 from .video_jobs import VideoJobs
-from .video_store import ARTIFACTS, VideoRecord, VideoStore, new_video_id
+from .video_store import ARTIFACTS, FINISHED, VideoRecord, VideoStore, new_video_id
 
 __all__ = ["FILE_FIELDS", "VideosService"]
 
@@ -67,7 +67,7 @@ class VideosService:
     def retrieve(self, video_id: str) -> tuple[Video, int | None]:
         """The Video, and how long a poller should wait before asking again (ms; None once it is finished)."""
         record = self._record(video_id)
-        finished = record.status in ("completed", "failed")
+        finished = record.status in FINISHED
         return self._video(record), None if finished else self.jobs.poll_after_ms(record.id)
 
     def list(self, after: str | None, limit: str | None, order: str | None) -> VideoList:
@@ -160,7 +160,7 @@ class VideosService:
     def _video(self, record: VideoRecord) -> Video:
         status, progress = record.status, 100 if record.status == "completed" else 0
         live = self.jobs.live(record.id)
-        if live is not None and status in ("queued", "in_progress"):
+        if live is not None and status not in FINISHED:
             status, progress = live.status, live.progress if live.status == "in_progress" else 0
         error = VideoError(code=record.error_code, message=record.error_message or "") if record.error_code else None
         s = record.settings
