@@ -80,6 +80,9 @@ def test_readme_documents_every_flag():
     (["--parallel-type", "ulysses", "--scm", "fast", "--cache"], {"WORLD_SIZE": "2"}, "--scm"),
     (["--parallel-type", "ulysses", "--step-timeout", "0"], {"WORLD_SIZE": "2"}, "--step-timeout"),
     (["--parallel-type", "ring", "--device", "cpu"], {"WORLD_SIZE": "2"}, "needs CUDA"),
+    (["--request-timeout", "-1"], {}, "--request-timeout"),
+    (["--shutdown-timeout", "-5"], {}, "--shutdown-timeout"),
+    (["--api-key-file", "/nonexistent/keys"], {}, "--api-key-file cannot be read"),
 ])
 def test_bad_launches_are_refused_before_loading(monkeypatch, argv, env, words):
     for key, value in env.items():
@@ -91,3 +94,5 @@ def test_bad_launches_are_refused_before_loading(monkeypatch, argv, env, words):
 def test_sound_launch_passes():
     assert _check_launch(parse("--cache")) is None
     assert _check_launch(parse("--quality-steps", "low=4, high=30", "--public-url", "https://x.example")) is None
+    config = parse("--api-key", "k1", "--api-key", "k2", "--request-timeout", "0")
+    assert _check_launch(config) is None and config.api_key == ["k1", "k2"]  # 0: no time limit
