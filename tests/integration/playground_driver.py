@@ -7,7 +7,12 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["chromium_page", "generate_image", "generate_video"]
+__all__ = ["chromium_executable", "chromium_page", "generate_image", "generate_video"]
+
+
+def chromium_executable() -> str | None:
+    """The installed Chromium (Debian's `chromium` package), or None."""
+    return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @contextmanager
@@ -15,7 +20,7 @@ def chromium_page(width: int = 1100, height: int = 900) -> Iterator:
     """A page in the system's headless Chromium (no browser download: Playwright drives the installed one)."""
     from playwright.sync_api import sync_playwright
 
-    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    executable = chromium_executable()
     if executable is None:
         raise RuntimeError("Chromium is not installed (apt-get install chromium)")
     with sync_playwright() as playwright:

@@ -210,7 +210,9 @@ def test_sigterm_under_load_finishes_admitted_work_refuses_new_work_and_exits_0(
         threads = [threading.Thread(target=generate) for _ in range(3)]
         for thread in threads:
             thread.start()
-        wait_until(lambda: metric(url, "openai_dit_running_requests") == 1)
+        # All three admitted before the signal: one running, two queued behind it (--max-batch-size 1).
+        wait_until(lambda: metric(url, "openai_dit_running_requests") == 1
+                   and metric(url, "openai_dit_queue_length") == 2)
         job = httpx.post(f"{url}/v1/videos", json={"prompt": "a queued job", "size": "64x64", "seconds": "1"}).json()
         assert job["status"] == "queued"
         url.process.send_signal(signal.SIGTERM)
