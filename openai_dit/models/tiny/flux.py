@@ -1,0 +1,86 @@
+"""Tiny FLUX.1 and FLUX.2 pipelines."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from .defaults import IMAGE_DEFAULTS
+
+__all__ = ["BUILDERS"]
+
+
+def _flux(hidden_heads: int, head_dim: int, layers: int, single_layers: int, text_dim: int, vae_ch: int):
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+
+    from .tokenizers import clip_tokenizer, t5_tokenizer
+
+    clip_tok, t5_tok = clip_tokenizer(), t5_tokenizer()
+    torch.manual_seed(0)
+    clip = CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(clip_tok), hidden_size=text_dim, intermediate_size=text_dim * 2, num_hidden_layers=2,
+        num_attention_heads=2, max_position_embeddings=77, projection_dim=text_dim,
+        bos_token_id=clip_tok.bos_token_id, eos_token_id=clip_tok.eos_token_id, pad_token_id=clip_tok.pad_token_id,
+    ))
+    t5 = T5EncoderModel(T5Config(
+        vocab_size=len(t5_tok), d_model=text_dim, d_kv=text_dim // 2, d_ff=text_dim * 2, num_layers=2,
+        num_heads=2, relative_attention_num_buckets=8, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1,
+    ))
+    rope_xy = (head_dim // 8) * 3
+    transformer = FluxTransformer2DModel(
+        patch_size=1, in_channels=16, num_layers=layers, num_single_layers=single_layers,
+        attention_head_dim=head_dim, num_attention_heads=hidden_heads, joint_attention_dim=text_dim,
+        pooled_projection_dim=text_dim, guidance_embeds=True,
+        axes_dims_rope=(head_dim - 2 * rope_xy, rope_xy, rope_xy),
+    )
+    vae = AutoencoderKL(
+        block_out_channels=(vae_ch,) * 4, down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4, norm_num_groups=4, layers_per_block=1,
+        sample_size=64, scaling_factor=0.3611, shift_factor=0.1159, use_quant_conv=False, use_post_quant_conv=False,
+    )
+    scheduler = FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15)
+    return FluxPipeline(scheduler=scheduler, vae=vae, text_encoder=clip, tokenizer=clip_tok, text_encoder_2=t5,
+                        tokenizer_2=t5_tok, transformer=transformer), dict(IMAGE_DEFAULTS)
+
+
+def _flux2_klein():
+    from diffusers import (
+        AutoencoderKLFlux2,
+        FlowMatchEulerDiscreteScheduler,
+        Flux2KleinPipeline,
+        Flux2Transformer2DModel,
+    )
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    from .tokenizers import qwen_tokenizer
+
+    tokenizer = qwen_tokenizer()
+    torch.manual_seed(0)
+    # The pipeline stacks hidden states 9, 18 and 27 by default: the encoder needs at least 27 layers.
+    text_encoder = Qwen3ForCausalLM(Qwen3Config(
+        vocab_size=len(tokenizer), hidden_size=16, intermediate_size=16, num_hidden_layers=28,
+        num_attention_heads=2, num_key_value_heads=2, head_dim=8, max_position_embeddings=1024,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True,
+    ))
+    transformer = Flux2Transformer2DModel(
+        patch_size=1, in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16,
+        num_attention_heads=2, joint_attention_dim=48, timestep_guidance_channels=32, axes_dims_rope=(4, 4, 4, 4),
+        guidance_embeds=False,
+    )
+    vae = AutoencoderKLFlux2(
+        block_out_channels=(8,) * 4, down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4, norm_num_groups=4, layers_per_block=1,
+        sample_size=64, use_quant_conv=False, use_post_quant_conv=False,
+    )
+    scheduler = FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15)
+    return Flux2KleinPipeline(scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+                              transformer=transformer, is_distilled=True), dict(IMAGE_DEFAULTS)
+
+
+BUILDERS: dict[str, Callable[[], tuple]] = {
+    "tiny:flux": lambda: _flux(hidden_heads=2, head_dim=16, layers=1, single_layers=1, text_dim=32, vae_ch=8),
+    "small:flux": lambda: _flux(hidden_heads=6, head_dim=64, layers=2, single_layers=3, text_dim=128, vae_ch=32),
+    "tiny:flux2-klein": _flux2_klein,
+}
