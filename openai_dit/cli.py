@@ -84,7 +84,9 @@ def _check_launch(config: ServerConfig) -> str | None:
         config.api_keys()
     except OSError as exc:
         return f"--api-key-file cannot be read: {exc.strerror}"
-    return None
+    from .models.options import check_model_options
+
+    return check_model_options(config, world_size)
 
 
 def _uvicorn_server(app, config: ServerConfig):
@@ -130,11 +132,9 @@ def _uvicorn_server(app, config: ServerConfig):
 
 
 def _cuda_device(config: ServerConfig) -> bool:
-    if config.device:
-        return config.device.startswith("cuda")
-    import torch
+    from .models.devices import rank_device
 
-    return torch.cuda.is_available()
+    return rank_device(config.device).startswith("cuda")
 
 
 def serve(config: ServerConfig) -> int:

@@ -76,9 +76,13 @@ class ServerConfig:
     max_video_jobs: int = _opt(10000, "Video job records kept; beyond it the oldest finished jobs are removed.",
                                group="videos")
     # --- model loading
-    device: str | None = _opt(None, "Device (default: cuda when available, else cpu).", group="model")
-    dtype: str = _opt("auto", "Weights dtype: auto (bfloat16 on GPU, float32 on CPU), bfloat16, float16, float32.",
-                      group="model", choices=("auto", "bfloat16", "float16", "float32"))
+    device: str | None = _opt(None, "Device: cpu, cuda, cuda:N or cuda:A,B,... (default: cuda when available, "
+                              "else cpu). Under torchrun, rank r takes cuda:r, cuda:N+r, or the r-th listed GPU.",
+                              group="model")
+    dtype: str = _opt("auto", "Weights dtype: auto (bfloat16 on GPUs that support it, else float16; float32 on CPU), "
+                      "bfloat16, float16, float32.", group="model", choices=("auto", "bfloat16", "float16", "float32"))
+    attn: str | None = _opt(None, "Attention backend of the transformer (diffusers' names: flash, _flash_3, sage, "
+                            "_native_cudnn, flex, xformers, native, ...), checked at launch.", group="model")
     device_map: str | None = _opt(None, "Diffusers pipeline device map (e.g. balanced) to spread components over "
                                   "several GPUs.", group="model")
     enable_cpu_offload: bool = _opt(False, "Keep components on the CPU and move each to the GPU while it runs.",
@@ -86,10 +90,15 @@ class ServerConfig:
     lora_path: str | None = _opt(None, "Folder or Hugging Face id holding LoRA weights.", group="model")
     lora_name: str | None = _opt(None, "LoRA weight file inside --lora-path (e.g. model.safetensors).",
                                  group="model")
-    disable_fuse_lora: bool = _opt(False, "Keep the LoRA separate instead of fusing it (never fused into a "
-                                   "quantized transformer).", group="model")
-    quantize_type: str | None = _opt(None, "Quantize the transformer online with torchao through cache-dit "
-                                     "(e.g. float8_wo, float8_per_row, int8_wo).", group="model")
+    disable_fuse_lora: bool = _opt(False, "Keep the LoRA separate instead of fusing it (always separate when "
+                                   "--pipeline-quant-config-path quantizes the transformer while loading).",
+                                   group="model")
+    quantize_type: str | None = _opt(None, "Quantize the transformer online with torchao through cache-dit: "
+                                     "float8_per_row, float8_per_tensor, float8_per_block, float8_weight_only, "
+                                     "int8_per_row, int8_per_tensor, int8_weight_only, int4_weight_only, nvfp4, "
+                                     "nvfp4_weight_only (old names such as float8_wo and int8_wo are aliases). A "
+                                     "LoRA is fused first, or kept unquantized with --disable-fuse-lora.",
+                                     group="model")
     pipeline_quant_config_path: str | None = _opt(
         None, "Diffusers PipelineQuantizationConfig as a JSON file (e.g. bitsandbytes nf4). A .py file defining "
         "get_pipeline_quant_config() is also accepted, and is EXECUTED.", group="model")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 
 __all__ = ["CONTENT_TYPE", "ServerMetrics", "outcome_of"]
 
@@ -81,12 +82,16 @@ class ServerMetrics:
                                      registry=r)
 
     def watch(self, *, queue_length: Callable[[], float], running: Callable[[], float],
-              ready: Callable[[], float], draining: Callable[[], float]) -> None:
-        """Gauges read at scrape time from the runner's live state."""
+              ready: Callable[[], float], draining: Callable[[], float],
+              memory: Callable[[], dict[str, float] | None] | None = None) -> None:
+        """Gauges read at scrape time from the runner's live state; `memory`: the accelerator's bytes by kind
+        (allocated, reserved, max_allocated), None where there is none (then the family is absent)."""
         self.queue_length.set_function(queue_length)
         self.running.set_function(running)
         self.ready.set_function(ready)
         self.draining.set_function(draining)
+        if memory is not None:
+            self.registry.register(_MemoryCollector(memory))
 
     def observe_http(self, route: str, method: str, status: int, seconds: float) -> None:
         self.http_requests.labels(route, method, str(status), outcome_of(status)).inc()
@@ -118,3 +123,20 @@ class ServerMetrics:
 
     def expose(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _MemoryCollector:
+    """`openai_dit_gpu_memory_bytes{kind}`, read from the device at scrape time."""
+
+    def __init__(self, read: Callable[[], dict[str, float] | None]) -> None:
+        self._read = read
+
+    def collect(self):
+        figures = self._read()
+        if not figures:
+            return
+        family = GaugeMetricFamily("openai_dit_gpu_memory_bytes", "Memory of the model's GPU: allocated by tensors, "
+                                   "reserved by the caching allocator, and the peak allocated.", labels=["kind"])
+        for kind, value in figures.items():
+            family.add_metric([kind], value)
+        yield family

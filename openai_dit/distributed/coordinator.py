@@ -48,6 +48,17 @@ class RankCoordinator:
             raise ModelNotReady.ranks_lost() from exc
         self.executor.flush()
 
+    def release_memory(self) -> None:
+        try:
+            self.control.send(("release",))
+        except OSError as exc:
+            self._on_dead(f"the control channel failed ({exc})")
+            raise ModelNotReady.ranks_lost() from exc
+        self.executor.release_memory()
+
+    def memory(self) -> dict[str, float] | None:
+        return self.executor.memory()
+
     def describe(self) -> dict[str, Any]:
         return {**self.executor.describe(), "world_size": self.world_size, "parallel": self.parallel}
 
@@ -88,6 +99,8 @@ def serve_worker(executor, control: ControlClient) -> int:
                 logger.exception("a call failed on this rank")
         elif kind == "flush":
             executor.flush()
+        elif kind == "release":
+            executor.release_memory()
         elif kind == "stop":
             return 0
 

@@ -21,10 +21,12 @@ logger = logging.getLogger("openai_dit.ranks")
 
 class RankLaunch:
     def __init__(self, config: ServerConfig) -> None:
-        from ..models.loader import resolve_device
+        from ..models.devices import rank_device
 
         self.config = config
-        self.info = init_ranks(resolve_device(config.device), config.step_timeout)
+        local_rank, world_size = int(os.environ.get("LOCAL_RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+        self.device = rank_device(config.device, local_rank=local_rank, world_size=world_size)
+        self.info = init_ranks(self.device, local_rank, config.step_timeout)
         self.control = open_control_channel(self.info.rank, self.info.world_size, self.info.sync_group)
         self.sync = StepSync(self.info.sync_group)
         logger.info("rank %d of %d joined (%s parallelism, pid %d)", self.info.rank, self.info.world_size,

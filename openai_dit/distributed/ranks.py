@@ -41,14 +41,17 @@ class RankInfo:
     sync_group: object  # a gloo group for StepSync and set-up messages (CPU tensors, whatever the device)
 
 
-def init_ranks(device: str, step_timeout: float) -> RankInfo:
-    """Join the torchrun process group (NCCL on CUDA, gloo on CPU) and create the gloo group for StepSync."""
+def init_ranks(device: str, local_rank: int, step_timeout: float) -> RankInfo:
+    """Join the torchrun process group (NCCL on CUDA, bound to this rank's `device`; gloo on CPU) and create the
+    gloo group for StepSync."""
     backend = "nccl" if device.startswith("cuda") else "gloo"
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if backend == "nccl":
-        torch.cuda.set_device(local_rank)
     timeout = datetime.timedelta(seconds=step_timeout)
-    dist.init_process_group(backend=backend, timeout=timeout)
+    if backend == "nccl":
+        torch.cuda.set_device(torch.device(device))
+        # device_id binds the communicator to this GPU at once (no guessing from the current device later).
+        dist.init_process_group(backend=backend, timeout=timeout, device_id=torch.device(device))
+    else:
+        dist.init_process_group(backend=backend, timeout=timeout)
     sync_group = dist.new_group(backend="gloo", timeout=timeout) if backend != "gloo" else dist.group.WORLD
     return RankInfo(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank,
                     sync_group=sync_group)

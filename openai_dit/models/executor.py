@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import threading
 import time
@@ -15,6 +16,7 @@ import torch
 from ..distributed.ranks import PeerFailed, RanksLost, StepSync
 from ..errors import RequestCancelled
 from ..types import GenerationRequest, GenerationResult, Progress
+from .devices import cuda_memory, synchronize
 from .loader import LoadedModel
 from .previews import DenoisedEstimate, decode_preview, preview_family, preview_steps
 
@@ -46,7 +48,7 @@ class PipelineExecutor:
         # Partial images are decoded on rank 0 alone, which a parallel VAE cannot do: none with several ranks.
         self.capabilities = model.capabilities if step_sync is None else \
             dataclasses.replace(model.capabilities, previews=False)
-        self._warm_shapes: set[tuple] = set()
+        self._warm_shapes: dict[tuple, dict[str, set[int]]] = {}  # --compile: values warmed up per shape
 
     def describe(self) -> dict[str, Any]:
         settings = self.model.cache.settings
@@ -102,30 +104,42 @@ class PipelineExecutor:
         except Exception:  # noqa: BLE001 - usage is informative; never fail a request over it
             return 0
 
-    @staticmethod
-    def _attach_preview(progress: Progress, pipeline, family: str, estimate: DenoisedEstimate,
+    def _attach_preview(self, progress: Progress, pipeline, family: str, estimate: DenoisedEstimate,
                         callback_kwargs: dict, request: GenerationRequest) -> None:
         """Decode a partial image into `progress`. A preview that fails is skipped: never the request."""
         latents = estimate.latents()
         if latents is None:
             latents = callback_kwargs["latents"]
         try:
-            decoded = decode_preview(pipeline, family, latents, request.width, request.height)
+            decoded = decode_preview(pipeline, family, latents, request.width, request.height,
+                                     offloaded_to=self.model.device if self.model.offloaded else None)
         except Exception:  # noqa: BLE001 - logged; the generation goes on
             logger.warning("request %s: decoding a partial image failed", request.request_id, exc_info=True)
             return
         progress.previews = to_uint8(decoded)
 
-    def _warm_up(self, request: GenerationRequest, outputs: int, kwargs: dict[str, Any]) -> None:
-        """With --compile, the first call of each new shape runs a 1-step call to compile for it."""
-        shape = (request.task, request.width, request.height, request.num_frames, outputs, len(request.images))
-        if not self.model.compile or shape in self._warm_shapes:
+    def _warm_up(self, requests: list[GenerationRequest], kwargs: dict[str, Any]) -> None:
+        """With --compile, a 1-step call compiles for a new shape before the real call, under the same
+        `inference_mode` (so the real call finds the graph it needs). The shape is what the tensors depend on: task,
+        size, frames, input image sizes; batch size and prompt length vary within a shape, and torch's automatic
+        dynamic shapes make a dimension dynamic once it has taken two values, so each of those is warmed up for its
+        first two values only."""
+        if not self.model.compile:
             return
-        logger.info("compile warm-up for shape %s", shape)
+        first = requests[0]
+        shape = (first.task, first.width, first.height, first.num_frames, tuple(image.size for image in first.images))
+        varying = {"outputs": sum(r.num_outputs for r in requests),
+                   "prompt_tokens": max(self._count_tokens(r.prompt) for r in requests)}
+        seen = self._warm_shapes.setdefault(shape, {name: set() for name in varying})
+        new = [name for name, value in varying.items() if value not in seen[name] and len(seen[name]) < 2]
+        if not new:
+            return
+        logger.info("compile warm-up for shape %s (%s)", shape, ", ".join(f"{n}={varying[n]}" for n in new))
         started = time.perf_counter()
         self.model.pipe(**{**kwargs, "num_inference_steps": 1, "callback_on_step_end": None,
                            "generator": None})  # fresh RNG: the request's generators stay unused
-        self._warm_shapes.add(shape)
+        for name, value in varying.items():
+            seen[name].add(value)
         logger.info("warm-up done in %.1fs", time.perf_counter() - started)
 
     def run(self, request: GenerationRequest, cancelled: threading.Event,
@@ -172,6 +186,7 @@ class PipelineExecutor:
 
         def on_step_end(pipeline, step: int, timestep, callback_kwargs: dict) -> dict:
             if on_progress is not None and not cancelled.is_set():
+                synchronize(self.model.device)  # the step's kernels are done, not just queued
                 progress = Progress(step=step + 1, total_steps=total)
                 if step + 1 in previews_at:
                     self._attach_preview(progress, pipeline, family, estimate, callback_kwargs, first)
@@ -190,11 +205,12 @@ class PipelineExecutor:
 
         if self.model.capabilities.accepts("callback_on_step_end"):
             kwargs["callback_on_step_end"] = on_step_end
-        self._warm_up(first, sum(r.num_outputs for r in requests), kwargs)
-        self.model.cache.prepare(total, first.cache)
-        started = time.time()
-        with torch.inference_mode(), estimate:
-            output = pipe(**kwargs)
+        with torch.inference_mode():
+            self._warm_up(requests, kwargs)
+            self.model.cache.prepare(total, first.cache)
+            started = time.time()
+            with estimate:
+                output = pipe(**kwargs)
         return output, started, time.time()
 
     def _results(self, requests: list[GenerationRequest], output, started: float,
@@ -220,4 +236,14 @@ class PipelineExecutor:
 
     def flush(self) -> None:
         self.model.cache.flush()
+
+    def release_memory(self) -> None:
+        """Return the memory of finished calls to the device (after an out-of-memory error, or when idle)."""
+        gc.collect()
+        if self.model.device.startswith("cuda"):
+            torch.cuda.empty_cache()
+
+    def memory(self) -> dict[str, float] | None:
+        """The accelerator's memory figures (bytes), for /metrics; None on the CPU."""
+        return cuda_memory(self.model.device)
 

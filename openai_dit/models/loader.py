@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,21 +13,19 @@ from typing import Any
 import torch
 
 from ..config import ServerConfig
+from .attention import apply_attention_backend
 from .cache import CacheController, CacheSettings
 from .capabilities import ModelCapabilities, capabilities_of
+from .devices import rank_device, resolve_dtype
+from .quantization import load_quantization_config, online_quantize_config, quantizes_transformer_at_load
+from .startup import StartupError
 from .tiny import HINTS_FILE, builtin_model_dir, is_builtin
 
-__all__ = ["LoadedModel", "StartupError", "load_model", "resolve_device", "resolve_dtype"]
+__all__ = ["LoadedModel", "StartupError", "load_model"]
 
 logger = logging.getLogger("openai_dit.loader")
 
-_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
-# torchao float8 kernels need compute capability 8.9 (Ada/Hopper) or newer.
-_FLOAT8_MIN_CAPABILITY = (8, 9)
-
-
-class StartupError(RuntimeError):
-    """The server cannot start as configured; the message says why and what to change."""
+_TRANSFORMERS = ("transformer", "transformer_2")
 
 
 @dataclass
@@ -39,20 +37,7 @@ class LoadedModel:
     cache: CacheController
     compile: bool
     hints: dict
-
-
-def resolve_device(requested: str | None) -> str:
-    if requested:
-        if requested.startswith("cuda") and not torch.cuda.is_available():
-            raise StartupError(f"--device {requested} was asked for, but CUDA is not available on this machine.")
-        return requested
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def resolve_dtype(name: str, device: str) -> torch.dtype:
-    if name == "auto":
-        return torch.bfloat16 if device.startswith("cuda") else torch.float32
-    return _DTYPES[name]
+    offloaded: bool = False  # --enable-cpu-offload: components move to the GPU while they run
 
 
 def _resolve_source(model_path: str) -> tuple[str, dict]:
@@ -64,28 +49,6 @@ def _resolve_source(model_path: str) -> tuple[str, dict]:
         return str(directory), json.loads((directory / HINTS_FILE).read_text())
     hints_file = Path(model_path) / HINTS_FILE
     return model_path, json.loads(hints_file.read_text()) if hints_file.is_file() else {}
-
-
-def _quantization_config(path: str):
-    """A PipelineQuantizationConfig from a JSON file (declarative) or a Python file (executed)."""
-    from diffusers.quantizers import PipelineQuantizationConfig
-
-    if not os.path.isfile(path):
-        raise StartupError(f"--pipeline-quant-config-path: no such file: {path}")
-    if path.endswith(".py"):
-        logger.warning("executing %s to get its pipeline quantization config", path)
-        spec = importlib.util.spec_from_file_location("openai_dit_quant_config", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module.get_pipeline_quant_config()
-    with open(path) as f:
-        data = json.load(f)
-    kwargs = data.get("quant_kwargs") or {}
-    for key, value in list(kwargs.items()):
-        if isinstance(value, str) and value in _DTYPES:
-            kwargs[key] = _DTYPES[value]
-    return PipelineQuantizationConfig(quant_backend=data["quant_backend"], quant_kwargs=kwargs,
-                                      components_to_quantize=data.get("components_to_quantize"))
 
 
 def _processor_override(source: str) -> dict:
@@ -112,27 +75,15 @@ def _apply_hints(pipe, hints: dict) -> None:
             module.CONDITION_IMAGE_SIZE = int(hints["condition_image_area"])
 
 
-def _check_quantize_type(quantize_type: str, device: str) -> None:
-    if not device.startswith("cuda"):
-        raise StartupError(f"--quantize-type {quantize_type}: cache-dit's torchao quantization runs on CUDA only; "
-                           f"this server runs on {device}.")
-    if "float8" in quantize_type or "fp8" in quantize_type:
-        capability = torch.cuda.get_device_capability(torch.device(device))
-        if capability < _FLOAT8_MIN_CAPABILITY:
-            raise StartupError(f"--quantize-type {quantize_type} needs compute capability 8.9+; this GPU has "
-                               f"{capability[0]}.{capability[1]}. Try int8_wo instead.")
-    if importlib.util.find_spec("torchao") is None:
-        raise StartupError("--quantize-type needs torchao: pip install 'openai-dit[quantization]'")
-
-
-def _load_lora(pipe, config: ServerConfig, quantized: bool) -> None:
+def _load_lora(pipe, config: ServerConfig, keep_separate: bool) -> None:
+    """Load the LoRA, and fuse it into the weights unless it must stay separate."""
     if not hasattr(pipe, "load_lora_weights"):
         raise StartupError(f"{type(pipe).__name__} does not support LoRA weights.")
     kwargs = {"weight_name": config.lora_name} if config.lora_name else {}
     pipe.load_lora_weights(config.lora_path, adapter_name="default", **kwargs)
-    if config.disable_fuse_lora or quantized:
-        if quantized and not config.disable_fuse_lora:
-            logger.info("LoRA kept separate: it is never fused into a quantized transformer")
+    if keep_separate:
+        if not config.disable_fuse_lora:
+            logger.info("LoRA kept separate: the transformer was quantized while loading, nothing can be fused in")
         return
     pipe.fuse_lora()
     pipe.unload_lora_weights()
@@ -161,26 +112,18 @@ def _enable_parallelism(pipe, config: ServerConfig, world_size: int) -> None:
 
 def load_model(config: ServerConfig, *, world_size: int = 1, local_rank: int = 0) -> LoadedModel:
     """Load, place, adapt and accelerate the pipeline (on this rank's device, parallelized over `world_size`
-    ranks). Raises StartupError with a clear message."""
+    ranks). The flags were checked at launch (`options.check_model_options`); raises StartupError with a clear
+    message for what only loading can find."""
     from diffusers import DiffusionPipeline
 
-    device = resolve_device(config.device)
-    if world_size > 1 and device == "cuda":
-        device = f"cuda:{local_rank}"
+    device = rank_device(config.device, local_rank=local_rank, world_size=world_size)
     dtype = resolve_dtype(config.dtype, device)
-    if config.enable_cpu_offload and not device.startswith("cuda"):
-        raise StartupError("--enable-cpu-offload moves components to a GPU while they run; it needs CUDA.")
-    if config.enable_cpu_offload and config.device_map:
-        raise StartupError("--enable-cpu-offload and --device-map cannot be combined.")
-    if world_size > 1 and (config.enable_cpu_offload or config.device_map):
-        raise StartupError("--enable-cpu-offload and --device-map place one model over devices; with several "
-                           "ranks each rank holds its share through --parallel-type instead.")
-    if config.quantize_type:
-        _check_quantize_type(config.quantize_type, device)
     source, hints = _resolve_source(config.model_path)
+    quant_config = load_quantization_config(config.pipeline_quant_config_path) \
+        if config.pipeline_quant_config_path else None
     kwargs: dict[str, Any] = {"dtype": dtype, **_processor_override(source)}
-    if config.pipeline_quant_config_path:
-        kwargs["quantization_config"] = _quantization_config(config.pipeline_quant_config_path)
+    if quant_config is not None:
+        kwargs["quantization_config"] = quant_config
     if config.device_map:
         kwargs["device_map"] = config.device_map
     logger.info("loading %s (%s, %s)", config.model_path, device, dtype)
@@ -191,23 +134,27 @@ def load_model(config: ServerConfig, *, world_size: int = 1, local_rank: int = 0
     pipe.set_progress_bar_config(disable=True)
     _apply_hints(pipe, hints)
 
-    quantized = bool(config.quantize_type) or bool(config.pipeline_quant_config_path)
+    lora_separate = config.disable_fuse_lora or quantizes_transformer_at_load(quant_config)
     if config.lora_path:
-        _load_lora(pipe, config, quantized)
+        _load_lora(pipe, config, keep_separate=lora_separate)
+    if world_size > 1:
+        # Before placing: tensor parallelism moves each rank's shards to its GPU itself, so no rank ever holds the
+        # whole transformer there (context parallelism replicates it either way).
+        _enable_parallelism(pipe, config, world_size)
     if config.enable_cpu_offload:
         pipe.enable_model_cpu_offload(device=device)
     elif not config.device_map:
         pipe.to(device)
-    if world_size > 1:
-        _enable_parallelism(pipe, config, world_size)  # before quantization, which then quantizes the shards
-    if config.quantize_type:
+    if config.attn:
+        logger.info("attention backend %s on %s", config.attn, ", ".join(apply_attention_backend(pipe, config.attn)))
+    if config.quantize_type:  # after the LoRA: fused into the weights, or excluded from quantization
         import cache_dit
-        from cache_dit import QuantizeConfig
 
-        for name in ("transformer", "transformer_2"):
+        quantize = online_quantize_config(config.quantize_type, keep_lora_layers=bool(config.lora_path) and
+                                          lora_separate)
+        for name in _TRANSFORMERS:
             if getattr(pipe, name, None) is not None:
-                setattr(pipe, name, cache_dit.quantize(getattr(pipe, name),
-                                                       QuantizeConfig(quant_type=config.quantize_type)))
+                setattr(pipe, name, cache_dit.quantize(getattr(pipe, name), quantize))
 
     settings = None
     if config.cache:
@@ -221,9 +168,9 @@ def load_model(config: ServerConfig, *, world_size: int = 1, local_rank: int = 0
         import cache_dit
 
         cache_dit.set_compile_configs()  # cache-dit's recommended inductor settings for its hooks
-        for name in ("transformer", "transformer_2"):
+        for name in _TRANSFORMERS:
             module = getattr(pipe, name, None)
             if module is not None:
                 module.compile()
     return LoadedModel(pipe=pipe, capabilities=capabilities_of(pipe, hints), device=device, dtype=dtype, cache=cache,
-                       compile=config.compile, hints=hints)
+                       compile=config.compile, hints=hints, offloaded=config.enable_cpu_offload)

@@ -7,9 +7,10 @@ its latents differently before the VAE; `preview_family` says whether a pipeline
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["DenoisedEstimate", "decode_preview", "preview_family", "preview_steps"]
+__all__ = ["DenoisedEstimate", "decode_preview", "preview_family", "preview_steps", "vae_for_preview"]
 
 
 def preview_family(pipeline_class: str) -> str | None:
@@ -66,13 +67,34 @@ class DenoisedEstimate:
         return sample.float() - sigma.to(sample.device).float() * model_output.float()
 
 
-def decode_preview(pipe: Any, family: str, latents, width: int, height: int):
-    """Packed latents (B, L, C) of a `family` pipeline -> (B, H, W, 3) float images in [0, 1] (numpy)."""
+@contextmanager
+def vae_for_preview(vae, execution_device: str | None):
+    """The VAE ready to decode a preview. With model CPU offload (`execution_device` given) the VAE is brought to
+    the GPU on its own, around accelerate's offload hook: through the hook, the transformer would be moved off the
+    GPU for the preview and back for the next step."""
+    if execution_device is None:
+        yield vae
+        return
+    hook = vae.__dict__.pop("_hf_hook", None)
+    home = next(vae.parameters()).device
+    vae.to(execution_device)
+    try:
+        yield vae
+    finally:
+        vae.to(home)
+        if hook is not None:
+            vae._hf_hook = hook
+
+
+def decode_preview(pipe: Any, family: str, latents, width: int, height: int, *,
+                   offloaded_to: str | None = None):
+    """Packed latents (B, L, C) of a `family` pipeline -> (B, H, W, 3) float images in [0, 1] (numpy). The latents
+    go to the VAE's device and dtype (a device map may hold it elsewhere); `offloaded_to`: see vae_for_preview."""
     import torch
 
-    vae = pipe.vae
     factor = pipe.vae_scale_factor
-    with torch.inference_mode():
+    with torch.inference_mode(), vae_for_preview(pipe.vae, offloaded_to) as vae:
+        latents = latents.to(next(vae.parameters()).device)
         if family == "flux":
             x = pipe._unpack_latents(latents, height, width, factor)
             x = x / vae.config.scaling_factor + vae.config.shift_factor

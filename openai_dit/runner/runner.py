@@ -33,6 +33,8 @@ __all__ = ["Engine", "Runner"]
 
 logger = logging.getLogger("openai_dit.runner")
 
+_IDLE_RELEASE_SECONDS = 2.0  # after this long without work, the memory of past calls goes back to the device
+
 
 class Engine(Protocol):
     """What the runner drives: the pipeline executor, or a fake in tests."""
@@ -43,6 +45,10 @@ class Engine(Protocol):
         ...
 
     def flush(self) -> None: ...
+
+    def release_memory(self) -> None:
+        """Hand the memory of finished calls back to the device (optional)."""
+        ...
 
     def describe(self) -> dict[str, Any]: ...
 
@@ -103,7 +109,8 @@ class Runner:
         self._recent_seconds: float | None = None  # moving average of one call, for Retry-After
         self.metrics = metrics or ServerMetrics()
         self.metrics.watch(queue_length=lambda: self.queued, running=lambda: self.running,
-                           ready=lambda: float(self.ready), draining=lambda: float(self.draining))
+                           ready=lambda: float(self.ready), draining=lambda: float(self.draining),
+                           memory=self._memory)
 
     # --- lifecycle -------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -278,21 +285,32 @@ class Runner:
                 self._on_fatal(exc)
             return
         logger.info("model ready")
+        used = False  # memory used by calls since it was last handed back
         while True:
             with self._cv:
                 while not self._pending and not self._control and not self._stopping and not self._dead:
-                    self._cv.wait()
+                    if used and not self._cv.wait(_IDLE_RELEASE_SECONDS):
+                        break  # idle: hand the memory back (below, outside the lock)
+                    if not used:
+                        self._cv.wait()
+                idle = not self._pending and not self._control
                 if self._stopping or self._dead:
                     return
-                if self._control:
+                if idle:
+                    used = False
+                    fn = future = batch = None
+                elif self._control:
                     fn, future = self._control.popleft()
                     batch = None
                 else:
                     batch = take_batch(self._pending, self._max_batch_size)
                     self._running = batch
-            if batch is None:
+            if idle:
+                self._release_memory()
+            elif batch is None:
                 self._run_control(fn, future)
             else:
+                used = True
                 self._run_batch(batch)
                 with self._cv:
                     self._running = []
@@ -320,23 +338,51 @@ class Runner:
         try:
             results = self._engine.run_batch([job.request for job in batch], stop, self._listener(batch, stop))
         except BaseException as exc:  # noqa: BLE001 - delivered to the awaiting handlers
-            if isinstance(exc, RequestCancelled) and stop.regroup.is_set() and not stop.all_cancelled:
-                self._requeue(batch)
-                return
-            if len(batch) > 1 and type(exc).__name__ == "OutOfMemoryError":
-                logger.warning("a batch of %d ran out of memory; running its requests one by one", len(batch))
-                for job in batch:
-                    self._run_batch([job])
-                return
-            if isinstance(exc, RequestCancelled):
-                logger.info("request %s stopped: cancelled (client gone, job deleted or server stopping)", ids)
-            elif self._dead is not None:
-                logger.info("request %s ended with the engine (%s)", ids, type(exc).__name__)
-            else:
-                logger.exception("request %s failed", ids)
-            for job in batch:
-                self._settle_job(job, error=exc)
+            out_of_memory = type(exc).__name__ == "OutOfMemoryError"
+            retry = out_of_memory and len(batch) > 1
+            if not retry:
+                # The client gets the error without its traceback, whose frames hold the failed call's tensors.
+                self._call_failed(batch, exc.with_traceback(None) if out_of_memory else exc, stop, ids)
+        else:
+            self._deliver(batch, results, started)
             return
+        if not out_of_memory:
+            return
+        # Here, outside the `except` block, the failed call's traceback (and the tensors its frames hold) is gone:
+        # the engine can hand the memory back before the requests are retried one by one.
+        self._release_memory()
+        if retry:
+            logger.warning("a batch of %d ran out of memory; running its requests one by one", len(batch))
+            for job in batch:
+                self._run_batch([job])
+
+    def _memory(self) -> dict[str, float] | None:
+        read = getattr(self._engine, "memory", None)
+        return read() if read is not None else None
+
+    def _release_memory(self) -> None:
+        release = getattr(self._engine, "release_memory", None)
+        if release is None:
+            return
+        try:
+            release()
+        except Exception:  # noqa: BLE001 - memory stays cached; a lost rank is reported by its own path
+            logger.warning("handing memory back to the device failed", exc_info=True)
+
+    def _call_failed(self, batch: list[_Job], exc: BaseException, stop: CallStop, ids: str) -> None:
+        if isinstance(exc, RequestCancelled) and stop.regroup.is_set() and not stop.all_cancelled:
+            self._requeue(batch)
+            return
+        if isinstance(exc, RequestCancelled):
+            logger.info("request %s stopped: cancelled (client gone, job deleted or server stopping)", ids)
+        elif self._dead is not None:
+            logger.info("request %s ended with the engine (%s)", ids, type(exc).__name__)
+        else:
+            logger.exception("request %s failed", ids)
+        for job in batch:
+            self._settle_job(job, error=exc)
+
+    def _deliver(self, batch: list[_Job], results: list[GenerationResult], started: float) -> None:
         elapsed = time.monotonic() - started
         previous = self._recent_seconds
         self._recent_seconds = elapsed if previous is None else 0.8 * previous + 0.2 * elapsed

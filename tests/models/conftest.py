@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from openai_dit.config import ServerConfig
 
@@ -18,3 +19,22 @@ def load():
         return cache[key]
 
     return _load
+
+
+@pytest.fixture(scope="module")
+def lora_dir(tmp_path_factory):
+    """A LoRA for tiny:flux with non-zero weights, saved the way trainers publish them."""
+    from diffusers import DiffusionPipeline, FluxPipeline
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    from openai_dit.models.tiny import builtin_model_dir
+
+    pipe = DiffusionPipeline.from_pretrained(str(builtin_model_dir("tiny:flux")))
+    torch.manual_seed(0)
+    pipe.transformer.add_adapter(LoraConfig(r=4, lora_alpha=8, init_lora_weights=False,
+                                            target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+    directory = tmp_path_factory.mktemp("lora")
+    FluxPipeline.save_lora_weights(directory, transformer_lora_layers=get_peft_model_state_dict(pipe.transformer),
+                                   weight_name="tiny_lora.safetensors")
+    return directory

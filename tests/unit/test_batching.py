@@ -7,6 +7,8 @@ import asyncio
 import io
 import threading
 import time
+import traceback
+import weakref
 
 import numpy as np
 import pytest
@@ -165,6 +167,48 @@ def test_a_batch_out_of_memory_is_retried_one_by_one():
     results = asyncio.run(submit_while_held(engine, runner, [make("a", seed=1), make("b", seed=2)]))
     assert [r.seeds for r in results] == [[1], [2]]
     assert [[r.prompt for r in batch] for batch in engine.batches] == [["first"], ["a"], ["b"]]
+    runner.stop()
+
+
+def test_out_of_memory_retries_start_after_the_failed_call_is_released():
+    """The failed call's tensors (held by its traceback's frames) are gone, and the engine has handed the memory
+    back, before the first retry runs; a lone request's OOM releases them too."""
+    class OutOfMemoryError(RuntimeError):
+        pass
+
+    class Activations:  # stands in for the tensors of the failed call
+        pass
+
+    class Tight(FakeEngine):
+        held_by_failed_call: weakref.ref | None = None
+        seen_at_release: list[bool] = []
+        seen_at_retry: list[bool] = []
+
+        def run_batch(self, requests, cancelled, on_progress=None):
+            if len(requests) > 1 or requests[0].prompt == "huge":
+                activations = Activations()  # a local of the failing frame
+                Tight.held_by_failed_call = weakref.ref(activations)
+                raise OutOfMemoryError("CUDA out of memory")
+            if requests[0].prompt != "first":
+                Tight.seen_at_retry.append(Tight.held_by_failed_call() is None)
+            return super().run_batch(requests, cancelled, on_progress)
+
+        def release_memory(self):
+            Tight.seen_at_release.append(Tight.held_by_failed_call() is None)
+
+    engine, runner = held_runner(max_batch_size=8, engine=Tight(IMAGES))
+    results = asyncio.run(submit_while_held(engine, runner, [make("a", seed=1), make("b", seed=2)]))
+    assert [r.seeds for r in results] == [[1], [2]]
+    assert Tight.seen_at_release == [True] and Tight.seen_at_retry == [True, True]
+
+    async def lone() -> BaseException:
+        return (await asyncio.gather(runner.submit(make("huge")), return_exceptions=True))[0]
+
+    failed = asyncio.run(lone())
+    assert type(failed).__name__ == "OutOfMemoryError"
+    frames = [summary.name for summary in traceback.extract_tb(failed.__traceback__)]
+    assert "run_batch" not in frames  # delivered without the failed call's frames
+    assert Tight.seen_at_release == [True, True]
     runner.stop()
 
 
