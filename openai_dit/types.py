@@ -6,11 +6,13 @@ import enum
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .parameters import batch_key_part
+
 if TYPE_CHECKING:
     import numpy as np
     from PIL.Image import Image
 
-__all__ = ["CacheStats", "GenerationRequest", "GenerationResult", "Progress", "Task"]
+__all__ = ["AudioTrack", "CacheStats", "GenerationRequest", "GenerationResult", "Progress", "Task"]
 
 
 class Task(str, enum.Enum):
@@ -35,14 +37,17 @@ class GenerationRequest:
     num_inference_steps: int
     seed: int
     num_outputs: int = 1
+    # The optional parameters of the parameter table (`parameters.PARAMETERS`): None = not given.
     negative_prompt: str | None = None
     guidance_scale: float | None = None
+    guidance_scale_2: float | None = None
     true_cfg_scale: float | None = None
     sigmas: list[float] | None = None
+    max_sequence_length: int | None = None
     num_frames: int | None = None
-    fps: float | None = None  # playback rate of a video output: for encoding and metrics, not a call argument
+    fps: float | None = None  # a video's frame rate: the MP4's, and the pipeline's where it takes one (LTX)
+    mask: Image | None = None  # mode "L", white = repaint; only for pipelines that inpaint
     images: list[Image] = field(default_factory=list)
-    mask: Image | None = None  # mode "L", white = repaint; only for pipelines that take `mask_image`
     partial_images: int = 0  # previews to decode from the intermediate latents, spread over the steps
     cache: dict[str, Any] | None = None  # per-request cache-dit settings over the server's (see CacheController)
     request_id: str = ""
@@ -50,13 +55,12 @@ class GenerationRequest:
     @property
     def batch_key(self) -> tuple | None:
         """Requests with equal keys can share one pipeline call (prompts, negative prompts, seeds and the number of
-        outputs may differ); None: this one runs alone (its input images shape the call)."""
-        if self.images or self.mask is not None:
+        outputs may differ); None: this one runs alone (its input images, or a mask, shape the call)."""
+        part = batch_key_part(self)
+        if self.images or part is None:
             return None
         cache = tuple(sorted(self.cache.items())) if self.cache else None
-        return (self.task, self.width, self.height, self.num_inference_steps, self.guidance_scale,
-                self.true_cfg_scale, tuple(self.sigmas) if self.sigmas else None, self.num_frames,
-                self.negative_prompt is None, self.partial_images, cache)
+        return (self.task, self.width, self.height, self.num_inference_steps, self.partial_images, cache, *part)
 
     @property
     def seeds(self) -> list[int]:
@@ -86,12 +90,26 @@ class GenerationResult:
     finished_at: float
     images: np.ndarray | None = None
     videos: np.ndarray | None = None
+    audio: np.ndarray | None = None  # the videos' soundtracks (N, channels, samples) float32 in [-1, 1] (LTX-2)
+    audio_sample_rate: int | None = None
     cache: CacheStats | None = None
     prompt_tokens: int = 0  # the prompt through the model's tokenizer, for usage reports
 
     @property
     def inference_seconds(self) -> float:
         return self.finished_at - self.started_at
+
+    def audio_track(self, index: int) -> AudioTrack | None:
+        """The soundtrack of video `index`, or None."""
+        if self.audio is None or self.audio_sample_rate is None:
+            return None
+        return AudioTrack(self.audio[index], self.audio_sample_rate)
+
+
+@dataclass(frozen=True)
+class AudioTrack:
+    samples: np.ndarray  # (channels, samples) float32 in [-1, 1]
+    sample_rate: int
 
 
 @dataclass

@@ -30,7 +30,7 @@ IMAGES = ModelCapabilities(  # an image model as the OpenAI API sees one: edits 
     default_steps=8, previews=True)
 INPAINT = ModelCapabilities(
     pipeline_class="FakeInpaintPipeline", tasks=frozenset({Task.IMAGE_EDIT}), max_input_images=1,
-    call_parameters=frozenset({"prompt", "image", "mask_image"}), size_multiple=16)
+    call_parameters=frozenset({"prompt", "image", "mask_image"}), size_multiple=16, mask_keyword="mask_image")
 TEXT_ONLY = ModelCapabilities(
     pipeline_class="FakeTextOnlyPipeline", tasks=frozenset({Task.TEXT_TO_IMAGE}), max_input_images=0,
     call_parameters=frozenset({"prompt", "guidance_scale"}), size_multiple=16)

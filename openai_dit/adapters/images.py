@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-import re
 
-from ..errors import InvalidRequest, NotFound
+from ..errors import InvalidRequest
 from ..models.capabilities import ModelCapabilities
+from ..parameters import check_parameters
 from ..protocol.images import (
     ImageEditRequest,
     ImageGenerationRequest,
@@ -16,25 +16,27 @@ from ..protocol.images import (
     UsageDetails,
 )
 from ..types import GenerationRequest, GenerationResult, Task
-from .native import check_task, resolve_seed
+from .checks import (
+    MAX_SIDE,
+    check_mask,
+    check_model,
+    check_steps,
+    check_task,
+    nearest_side,
+    parse_size,
+    resolve_seed,
+)
 
 __all__ = [
-    "MAX_SIDE",
-    "MIN_SIDE",
     "OutputSpec",
-    "check_model",
     "check_request",
     "parse_quality_steps",
-    "parse_size",
     "resolve_steps",
     "size_for_input",
     "to_generation_request",
     "usage_of",
 ]
 
-MIN_SIDE = 64
-MAX_SIDE = 4096
-_SIZE = re.compile(r"^(\d{1,5})x(\d{1,5})$")
 QUALITY_LEVELS = ("low", "medium", "high")
 _QUALITY_ALIASES = {"standard": "medium", "hd": "high"}  # DALL-E 3's names
 _QUALITY_FRACTIONS = {"low": 0.25, "medium": 0.5, "high": 1.0}
@@ -66,53 +68,31 @@ def resolve_steps(body: AnyImageRequest, caps: ModelCapabilities, table: dict[st
     return body.num_inference_steps or steps, level
 
 
-def check_model(requested: str | None, served: str) -> None:
-    if requested and requested != served:
-        raise NotFound(f"The model '{requested}' does not exist; this server serves '{served}'.", param="model",
-                       code="model_not_found")
-
-
-def _constraint(caps: ModelCapabilities) -> str:
-    m = caps.size_multiple
-    return (f"both sides multiples of {m} between {MIN_SIDE} and {MAX_SIDE} pixels, e.g. "
-            f"{caps.default_width}x{caps.default_height}")
-
-
-def _nearest(value: int, m: int) -> int:
-    return min(MAX_SIDE // m * m, max(math.ceil(MIN_SIDE / m) * m, round(value / m) * m))
-
-
-def parse_size(size: str | None, caps: ModelCapabilities) -> tuple[int, int] | None:
-    """"WxH" -> (W, H), exactly as asked or a 400 stating the constraint; None for "auto" or absent."""
-    if size is None or size == "auto":
-        return None
-    match = _SIZE.match(size)
-    if not match:
-        raise InvalidRequest(f"size must be \"auto\" or \"WxH\" with {_constraint(caps)}; got '{size}'.",
-                             param="size", code="invalid_size")
-    width, height = int(match.group(1)), int(match.group(2))
-    m = caps.size_multiple
-    if width % m or height % m or not (MIN_SIDE <= min(width, height) and max(width, height) <= MAX_SIDE):
-        raise InvalidRequest(f"size {size} cannot be produced exactly by this model: it needs {_constraint(caps)}"
-                             f"; nearest: {_nearest(width, m)}x{_nearest(height, m)}.", param="size",
-                             code="invalid_size")
-    return width, height
-
-
 def size_for_input(width: int, height: int, caps: ModelCapabilities) -> tuple[int, int]:
     """size=auto on an edit: the first input's size, scaled down to fit MAX_SIDE and rounded to the multiple."""
     scale = min(1.0, MAX_SIDE / max(width, height))
     m = caps.size_multiple
-    return _nearest(int(width * scale), m), _nearest(int(height * scale), m)
+    return nearest_side(int(width * scale), m), nearest_side(int(height * scale), m)
+
+
+def _given(body: AnyImageRequest) -> dict:
+    """The parameter table's entries the client sent."""
+    return {"negative_prompt": body.negative_prompt or None, "guidance_scale": body.guidance_scale,
+            "guidance_scale_2": body.guidance_scale_2, "true_cfg_scale": body.true_cfg_scale,
+            "max_sequence_length": body.max_sequence_length}
 
 
 def check_request(body: AnyImageRequest, task: Task, caps: ModelCapabilities, model_name: str, *,
-                  cache_enabled: bool, cache_fixed: bool, param: str | None = None) -> tuple[int, int] | None:
+                  cache_enabled: bool, cache_fixed: bool, param: str | None = None,
+                  mask: bool = False) -> tuple[int, int] | None:
     """Everything refusable before reading images or touching the model. Returns the size the client named
     (None for auto)."""
     check_model(body.model, model_name)
     check_task(task, caps, model_name, param=param)
+    if task is Task.IMAGE_EDIT:
+        check_mask(mask, task, caps, model_name)
     size = parse_size(body.size, caps)
+    check_steps(body.num_inference_steps, caps, model_name)
     if getattr(body, "background", None) == "transparent":
         raise InvalidRequest("background 'transparent' is not supported: this model generates opaque RGB images.",
                              param="background", code="unsupported_background")
@@ -123,10 +103,7 @@ def check_request(body: AnyImageRequest, task: Task, caps: ModelCapabilities, mo
     if getattr(body, "stream", False) and getattr(body, "partial_images", None) and not caps.previews:
         raise InvalidRequest(f"Model '{model_name}' cannot preview partial images; use partial_images=0.",
                              param="partial_images", code="unsupported_parameter")
-    if body.true_cfg_scale is not None and not caps.accepts("true_cfg_scale"):
-        raise InvalidRequest(f"Model '{model_name}' does not take true_cfg_scale.", param="true_cfg_scale")
-    if body.negative_prompt and not caps.accepts("negative_prompt"):
-        raise InvalidRequest(f"Model '{model_name}' does not take negative_prompt.", param="negative_prompt")
+    check_parameters(_given(body), caps, model_name)
     if body.cache is not None:
         if not cache_enabled:
             raise InvalidRequest("Per-request cache settings need the server to run with --cache.", param="cache")
@@ -154,8 +131,10 @@ def to_generation_request(body: AnyImageRequest, task: Task, caps: ModelCapabili
         width=size[0],
         height=size[1],
         num_inference_steps=steps,
-        guidance_scale=body.guidance_scale,
+        guidance_scale=body.guidance_scale if body.guidance_scale is not None else caps.default_guidance,
+        guidance_scale_2=body.guidance_scale_2,
         true_cfg_scale=body.true_cfg_scale,
+        max_sequence_length=body.max_sequence_length,
         seed=resolve_seed(body.seed),
         num_outputs=body.n,
         images=images,

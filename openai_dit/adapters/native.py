@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import secrets
 from datetime import datetime, timezone
 
-from ..errors import InvalidRequest, UnsupportedTask
+from ..errors import InvalidRequest
 from ..models.capabilities import ModelCapabilities
-from ..protocol.native import GenerateRequest, GenerateResponse
+from ..parameters import check_parameters
+from ..protocol.native import OLD_GUIDANCE_SCALE, GenerateRequest, GenerateResponse
 from ..types import GenerationRequest, GenerationResult, Task
+from .checks import check_frames, check_mask, check_steps, check_task, resolve_seed, round_down_size
 
 __all__ = [
-    "check_frames",
     "check_request",
-    "check_size",
-    "check_task",
     "iso_time",
-    "resolve_seed",
     "select_task",
     "to_generation_request",
     "to_response",
@@ -33,27 +30,11 @@ def select_task(body: GenerateRequest, caps: ModelCapabilities) -> Task:
     return Task.TEXT_TO_VIDEO if wants_video else Task.TEXT_TO_IMAGE
 
 
-def check_task(task: Task, caps: ModelCapabilities, model_name: str, *, param: str | None = None) -> None:
-    if task not in caps.tasks:
-        can = ", ".join(sorted(t.value for t in caps.tasks)) or "nothing"
-        raise UnsupportedTask(f"Model '{model_name}' cannot do {task.value} (it does: {can}).", param=param)
-
-
-def check_size(width: int | None, height: int | None, caps: ModelCapabilities) -> None:
-    """Sizes the client named must be multiples of the model's; absent ones are derived as multiples."""
-    m = caps.size_multiple
-    for name, value in (("width", width), ("height", height)):
-        if value is not None and value % m:
-            raise InvalidRequest(f"{name} must be a multiple of {m} for this model (got {value}; nearest: "
-                                 f"{max(m, round(value / m) * m)}).", param=name, code="invalid_size")
-
-
-def check_frames(num_frames: int, caps: ModelCapabilities) -> None:
-    k = caps.frame_multiple or 1
-    if (num_frames - 1) % k:
-        low = (num_frames - 1) // k * k + 1
-        raise InvalidRequest(f"num_frames must be {k}k+1 for this model (e.g. {low} or {low + k}); got "
-                             f"{num_frames}.", param="num_frames", code="invalid_num_frames")
+def _given(body: GenerateRequest) -> dict:
+    """The table's parameters as the client sent them (not the old defaults)."""
+    return {"negative_prompt": body.negative_prompt or None, "guidance_scale": body.guidance_scale,
+            "guidance_scale_2": body.guidance_scale_2, "true_cfg_scale": body.true_cfg_scale, "sigmas": body.sigmas,
+            "max_sequence_length": body.max_sequence_length, "mask": body.mask}
 
 
 def check_request(body: GenerateRequest, caps: ModelCapabilities, model_name: str) -> Task:
@@ -65,51 +46,48 @@ def check_request(body: GenerateRequest, caps: ModelCapabilities, model_name: st
         limit = 1 if task is Task.IMAGE_TO_VIDEO else caps.max_input_images
         raise InvalidRequest(f"Model '{model_name}' takes at most {limit} input image(s) for {task.value}; got "
                              f"{n_images}.", param="image_urls", code="too_many_images")
-    check_size(body.width, body.height, caps)
+    check_mask(body.mask is not None, task, caps, model_name)
+    check_steps(body.num_inference_steps, caps, model_name)
     if task.is_video:
         if body.num_frames is not None:
             check_frames(body.num_frames, caps)
         if body.num_images > 1:
             raise InvalidRequest("num_images must be 1 for video: the response carries one video.",
                                  param="num_images")
-    if body.sigmas is not None:
-        if not caps.accepts("sigmas"):
-            raise InvalidRequest(f"Model '{model_name}' does not take sigmas.", param="sigmas")
-        if len(body.sigmas) != body.num_inference_steps:
-            raise InvalidRequest("sigmas must have num_inference_steps entries.", param="sigmas")
-    if body.true_cfg_scale is not None and not caps.accepts("true_cfg_scale"):
-        raise InvalidRequest(f"Model '{model_name}' does not take true_cfg_scale.", param="true_cfg_scale")
+    check_parameters(_given(body), caps, model_name)
+    if body.sigmas is not None and len(body.sigmas) != body.num_inference_steps:
+        raise InvalidRequest("sigmas must have num_inference_steps entries.", param="sigmas")
     return task
 
 
-def resolve_seed(seed: int | None) -> int:
-    """Absent or negative (-1 in many UIs) means random; the seed used is reported back."""
-    if seed is None or seed < 0:
-        return secrets.randbits(63)
-    return seed % 2**63
-
-
-def to_generation_request(body: GenerateRequest, task: Task, caps: ModelCapabilities, images: list,
+def to_generation_request(body: GenerateRequest, task: Task, caps: ModelCapabilities, images: list, mask=None,
                           *, request_id: str) -> GenerationRequest:
+    """Sizes as the old server served them: any width/height in range, rounded down to the model's multiple (what
+    the pipelines themselves do); absent, the model's default (for image inputs, the first one's aspect ratio)."""
     num_frames = body.num_frames if task.is_video else None
     if task.is_video and num_frames is None:
         num_frames = caps.default_num_frames
-    width, height = caps.default_size(images[0].size if images else None)
+    default_width, default_height = caps.default_size(images[0].size if images else None)
+    width, height = round_down_size(body.width or default_width, body.height or default_height, caps)
+    guidance = body.guidance_scale if body.guidance_scale is not None else OLD_GUIDANCE_SCALE
     return GenerationRequest(
         task=task,
         prompt=body.prompt,
         negative_prompt=body.negative_prompt or None,
-        width=body.width or width,
-        height=body.height or height,
+        width=width,
+        height=height,
         num_inference_steps=body.num_inference_steps,
-        guidance_scale=body.guidance_scale,
+        guidance_scale=guidance if caps.accepts("guidance_scale") else None,
+        guidance_scale_2=body.guidance_scale_2,
         true_cfg_scale=body.true_cfg_scale,
         sigmas=body.sigmas,
+        max_sequence_length=body.max_sequence_length,
         seed=resolve_seed(body.seed),
         num_outputs=body.num_images,
         num_frames=num_frames,
-        fps=body.fps if task.is_video else None,
+        fps=(body.fps or caps.default_fps) if task.is_video else None,
         images=images,
+        mask=mask,
         request_id=request_id,
     )
 
@@ -120,8 +98,8 @@ def iso_time(timestamp: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-def to_response(result: GenerationResult, *, images: list[str] | None, video: str | None,
-                include_stats: bool) -> GenerateResponse:
+def to_response(result: GenerationResult, request: GenerationRequest, *, images: list[str] | None,
+                video: str | None, include_stats: bool) -> GenerateResponse:
     stats = None
     if include_stats:
         stats = {**(result.cache.to_dict() if result.cache else {"cache_enabled": False}),
@@ -129,5 +107,5 @@ def to_response(result: GenerationResult, *, images: list[str] | None, video: st
     return GenerateResponse(
         images=images, video=video, stats=stats, time_cost=round(result.inference_seconds, 4),
         inference_start_time=iso_time(result.started_at), inference_end_time=iso_time(result.finished_at),
-        seeds=result.seeds,
+        seeds=result.seeds, width=request.width, height=request.height,
     )

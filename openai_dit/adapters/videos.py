@@ -1,9 +1,9 @@
 """OpenAI Videos API <-> the internal request. Pure functions: no I/O, no torch.
 
 Duration: `seconds` is turned into frames with the request's `fps` (default: the model's) and rounded to a frame
-count the model accepts: frames = m * round(seconds * fps / m) + 1, where m is the model's frame multiple (4 for
-Wan, whose 81 frames at 16 fps are its usual 5 seconds). `num_frames` sets the count exactly instead. Neither:
-the model's default frame count.
+count the model's frame rule accepts: frames = m * round(seconds * fps / m) + k for a rule mj+k (Wan 4j+1, whose
+81 frames at 16 fps are its usual 5 seconds; Mochi 6j+1; LTX 8j+1). `num_frames` sets the count exactly instead.
+Neither: the model's default frame count.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import msgspec
 
 from ..errors import InvalidRequest
 from ..models.capabilities import ModelCapabilities
+from ..parameters import check_parameters
 from ..protocol.videos import VideoCreateRequest
 from ..types import GenerationRequest, Task
-from .images import check_model, parse_size
-from .native import check_frames, check_task, resolve_seed
+from .checks import check_frames, check_model, check_steps, check_task, parse_size, resolve_seed
 
 __all__ = ["MAX_FRAMES", "MAX_SECONDS", "VideoSettings", "frames_for_seconds", "plan_video", "to_generation_request"]
 
@@ -39,6 +39,9 @@ class VideoSettings(msgspec.Struct, kw_only=True):
     num_inference_steps: int
     negative_prompt: str | None = None
     guidance_scale: float | None = None
+    guidance_scale_2: float | None = None
+    true_cfg_scale: float | None = None
+    max_sequence_length: int | None = None
     has_reference: bool = False
 
     @property
@@ -62,9 +65,10 @@ def _parse_seconds(value: str | float) -> float:
 
 
 def frames_for_seconds(seconds: float, fps: int, caps: ModelCapabilities) -> int:
-    """m * round(seconds * fps / m) + 1 frames (at least m + 1): the nearest count the model accepts."""
-    m = caps.frame_multiple or 1
-    return m * max(1, round(seconds * fps / m)) + 1
+    """m * round(seconds * fps / m) + offset frames (at least m + offset): the nearest count the model accepts
+    (Wan 4k+1, Mochi 6k+1, LTX 8k+1)."""
+    m, offset = (caps.frames.multiple, caps.frames.offset) if caps.frames else (1, 1)
+    return m * max(1, round(seconds * fps / m)) + offset
 
 
 def plan_video(body: VideoCreateRequest, task: Task, caps: ModelCapabilities, model_name: str,
@@ -91,16 +95,19 @@ def plan_video(body: VideoCreateRequest, task: Task, caps: ModelCapabilities, mo
     if frames > MAX_FRAMES:
         raise InvalidRequest(f"That is {frames} frames at {fps} fps; at most {MAX_FRAMES} frames are allowed.",
                              param="seconds" if body.num_frames is None else "num_frames", code="too_many_frames")
-    if body.negative_prompt and not caps.accepts("negative_prompt"):
-        raise InvalidRequest(f"Model '{model_name}' does not take negative_prompt.", param="negative_prompt")
-    if body.guidance_scale is not None and not caps.accepts("guidance_scale"):
-        raise InvalidRequest(f"Model '{model_name}' does not take guidance_scale.", param="guidance_scale")
+    check_steps(body.num_inference_steps, caps, model_name)
+    check_parameters({"negative_prompt": body.negative_prompt or None, "guidance_scale": body.guidance_scale,
+                      "guidance_scale_2": body.guidance_scale_2, "true_cfg_scale": body.true_cfg_scale,
+                      "max_sequence_length": body.max_sequence_length}, caps, model_name)
     width, height = size or caps.default_size()
+    guidance = body.guidance_scale if body.guidance_scale is not None else caps.default_guidance
     settings = VideoSettings(
         task=task.value, prompt=body.prompt, width=width, height=height, num_frames=frames, fps=fps,
         seconds=seconds, seed=resolve_seed(body.seed), num_inference_steps=body.num_inference_steps or
-        caps.default_steps, negative_prompt=body.negative_prompt or None, guidance_scale=body.guidance_scale,
-        has_reference=task is Task.IMAGE_TO_VIDEO,
+        caps.default_steps, negative_prompt=body.negative_prompt or None,
+        guidance_scale=guidance if caps.accepts("guidance_scale") else None,
+        guidance_scale_2=body.guidance_scale_2, true_cfg_scale=body.true_cfg_scale,
+        max_sequence_length=body.max_sequence_length, has_reference=task is Task.IMAGE_TO_VIDEO,
     )
     return settings, size is not None
 
@@ -115,6 +122,9 @@ def to_generation_request(settings: VideoSettings, reference, *, request_id: str
         height=settings.height,
         num_inference_steps=settings.num_inference_steps,
         guidance_scale=settings.guidance_scale,
+        guidance_scale_2=settings.guidance_scale_2,
+        true_cfg_scale=settings.true_cfg_scale,
+        max_sequence_length=settings.max_sequence_length,
         seed=settings.seed,
         num_frames=settings.num_frames,
         fps=settings.fps,

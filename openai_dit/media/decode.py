@@ -54,11 +54,15 @@ def decode_image(data: bytes, *, max_pixels: int, param: str) -> Image.Image:
     return image.convert("RGB")
 
 
-def decode_mask(data: bytes, *, max_pixels: int, param: str) -> Image.Image:
-    """An OpenAI edit mask (transparent = the area to repaint) -> mode "L", white where the pipeline repaints."""
+def decode_mask(data: bytes, *, max_pixels: int, param: str, luminance: bool = False) -> Image.Image:
+    """An edit mask -> mode "L", white where the pipeline repaints. OpenAI's form: an image with an alpha channel
+    whose fully transparent pixels mark the area to repaint. With `luminance` (the native API), an opaque mask in
+    diffusers' form is taken too: white repaints, black keeps."""
     image = _open(data, max_pixels=max_pixels, param=param)
-    if not _has_alpha(image):
-        raise InvalidRequest(f"'{param}' must be an image with an alpha channel: its fully transparent pixels mark "
-                             "the area to edit.", param=param, code="invalid_mask")
-    alpha = image.convert("RGBA").getchannel("A")
-    return alpha.point(lambda a: 255 if a == 0 else 0)
+    if _has_alpha(image):
+        alpha = image.convert("RGBA").getchannel("A")
+        return alpha.point(lambda a: 255 if a == 0 else 0)
+    if luminance:
+        return image.convert("L")
+    raise InvalidRequest(f"'{param}' must be an image with an alpha channel: its fully transparent pixels mark "
+                         "the area to edit.", param=param, code="invalid_mask")

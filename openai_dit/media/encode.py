@@ -11,6 +11,8 @@ from fractions import Fraction
 import numpy as np
 from PIL import Image
 
+from ..types import AudioTrack
+
 __all__ = ["IMAGE_MIME_TYPES", "encode_image", "encode_spritesheet", "encode_video", "to_base64"]
 
 IMAGE_MIME_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
@@ -32,26 +34,47 @@ def encode_image(pixels: np.ndarray, fmt: str = "png", *, quality: int | None = 
     return buffer.getvalue()
 
 
-def encode_video(frames: np.ndarray, fps: int, *, crf: int = 18) -> bytes:
-    """(T, H, W, 3) uint8 frames -> MP4 bytes (H.264, yuv420p; odd sizes padded by one pixel)."""
+def encode_video(frames: np.ndarray, fps: float, *, crf: int = 18, audio: AudioTrack | None = None) -> bytes:
+    """(T, H, W, 3) uint8 frames -> MP4 bytes (H.264, yuv420p; odd sizes padded by one pixel), with `audio` as an
+    AAC stream at its own sample rate, padded with silence (or trimmed) to the frames' duration so that both
+    streams end together."""
     import av
 
     height, width = frames.shape[1:3]
     pad_h, pad_w = height % 2, width % 2
     if pad_h or pad_w:
         frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+    rate = Fraction(fps).limit_denominator(1001)
     buffer = io.BytesIO()
     with av.open(buffer, mode="w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps))
+        stream = container.add_stream("libx264", rate=rate)
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "yuv420p"
         stream.options = {"crf": str(crf), "preset": "veryfast"}
+        sound = container.add_stream("aac", rate=audio.sample_rate, layout="stereo") if audio is not None else None
         for frame in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
+        if sound is not None:
+            samples = _stereo_for(audio, round(len(frames) * audio.sample_rate / rate))
+            track = av.AudioFrame.from_ndarray(samples, format="fltp", layout="stereo")
+            track.sample_rate, track.pts, track.time_base = audio.sample_rate, 0, Fraction(1, audio.sample_rate)
+            for packet in sound.encode(track):  # re-chunked into AAC frames by PyAV
+                container.mux(packet)
+            for packet in sound.encode():
+                container.mux(packet)
     return buffer.getvalue()
+
+
+def _stereo_for(audio: AudioTrack, length: int) -> np.ndarray:
+    """(2, length) float32 in [-1, 1]: mono doubled, extra channels dropped, padded with silence or trimmed."""
+    samples = np.asarray(audio.samples, dtype=np.float32)
+    samples = samples[None] if samples.ndim == 1 else samples
+    samples = np.repeat(samples, 2, axis=0) if samples.shape[0] == 1 else samples[:2]
+    samples = samples[:, :length]
+    return np.ascontiguousarray(np.clip(np.pad(samples, ((0, 0), (0, length - samples.shape[1]))), -1.0, 1.0))
 
 
 def encode_spritesheet(frames: np.ndarray, *, max_tiles: int = 25, tile_width: int = 256) -> bytes:

@@ -10,7 +10,7 @@ import torch
 
 from ..types import CacheStats
 
-__all__ = ["CacheController", "CacheSettings", "count_blocks"]
+__all__ = ["CacheController", "CacheSettings", "count_blocks", "separate_guidance"]
 
 logger = logging.getLogger("openai_dit.cache")
 
@@ -41,6 +41,22 @@ def count_blocks(pipe) -> int:
     return min(counts) if counts else 0
 
 
+def separate_guidance(rule: str | None, request, pipe) -> bool | None:
+    """Whether this call runs separate guidance passes per step, by the family's rule (`families.Family`), so that
+    cache-dit pairs its passes right; None: cache-dit's adapter knows."""
+    if rule is None:
+        return None
+    if rule == "negative_prompt":
+        return request.negative_prompt is not None
+    if rule == "guidance":
+        return request.guidance_scale is None or request.guidance_scale > 1  # None: the pipeline's default (> 1)
+    if rule == "true_cfg":
+        return request.negative_prompt is not None and (request.true_cfg_scale or 1.0) > 1
+    if rule == "guider":
+        return getattr(getattr(pipe, "guider", None), "guidance_scale", 1.0) > 1
+    raise ValueError(f"unknown separate-guidance rule {rule!r}")
+
+
 class CacheController:
     """Owns cache-dit on one pipeline. Called only from the thread that runs the pipeline.
 
@@ -54,7 +70,8 @@ class CacheController:
         self._pipe = pipe
         self._fixed = fixed  # several ranks: cache-dit cannot be re-applied over its parallelism hooks
         self._settings = self._clamped(settings) if settings else None
-        self._active: tuple[CacheSettings, int | None] | None = None  # what cache-dit is enabled with now
+        # What cache-dit is enabled with now: settings, the step count of a step mask, the separate-CFG override.
+        self._active: tuple[CacheSettings, int | None, bool | None] | None = None
         if self._settings:
             self._enable(self._settings, num_inference_steps=None)
 
@@ -72,7 +89,7 @@ class CacheController:
             return replace(settings, Fn=Fn, Bn=Bn)
         return settings
 
-    def _enable(self, s: CacheSettings, num_inference_steps: int | None) -> None:
+    def _enable(self, s: CacheSettings, num_inference_steps: int | None, separate_cfg: bool | None = None) -> None:
         import cache_dit
         from cache_dit import DBCacheConfig, TaylorSeerCalibratorConfig
 
@@ -84,10 +101,11 @@ class CacheController:
             max_warmup_steps=s.max_warmup_steps, max_cached_steps=s.max_cached_steps,
             max_continuous_cached_steps=s.max_continuous_cached_steps,
             num_inference_steps=num_inference_steps if mask else None, steps_computation_mask=mask,
+            enable_separate_cfg=separate_cfg,
         )
         calibrator = TaylorSeerCalibratorConfig(taylorseer_order=s.taylorseer_order) if s.taylorseer else None
         cache_dit.enable_cache(self._pipe, cache_config=config, calibrator_config=calibrator)
-        self._active = (s, num_inference_steps if mask else None)
+        self._active = (s, num_inference_steps if mask else None, separate_cfg)
 
     def _disable(self) -> None:
         import cache_dit
@@ -105,15 +123,19 @@ class CacheController:
             changes["scm_policy"] = None
         return replace(self._settings, **changes)
 
-    def prepare(self, num_inference_steps: int, overrides: dict | None = None) -> None:
-        """Before a call: enable cache-dit with the call's effective settings and step mask."""
+    def prepare(self, num_inference_steps: int, overrides: dict | None = None,
+                separate_cfg: bool | None = None) -> None:
+        """Before a call: enable cache-dit with the call's effective settings and step mask. `separate_cfg=False`:
+        this call makes one transformer pass per step although cache-dit's adapter expects separate guidance passes
+        (Qwen-Image without a negative prompt); None: the adapter's own setting."""
         settings = self.effective(overrides)
-        wanted = None if settings is None else (settings, num_inference_steps if settings.scm_policy else None)
+        wanted = None if settings is None else \
+            (settings, num_inference_steps if settings.scm_policy else None, separate_cfg)
         if wanted == self._active or self._fixed:  # fixed: per-request settings and step masks are refused
             return
         self._disable()
-        if settings is not None:
-            self._enable(settings, num_inference_steps)
+        if wanted is not None:
+            self._enable(*wanted)
 
     def stats(self, total_steps: int) -> CacheStats:
         """Statistics of the call that just ran (cache-dit resets its pipeline context on every call)."""

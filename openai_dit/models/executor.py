@@ -15,10 +15,12 @@ import torch
 
 from ..distributed.ranks import PeerFailed, RanksLost, StepSync
 from ..errors import RequestCancelled
+from ..parameters import call_arguments
 from ..types import GenerationRequest, GenerationResult, Progress
+from .cache import separate_guidance
 from .devices import cuda_memory, synchronize
 from .loader import LoadedModel
-from .previews import DenoisedEstimate, decode_preview, preview_family, preview_steps
+from .previews import DenoisedEstimate, decode_preview, preview_steps
 
 __all__ = ["PipelineExecutor", "to_uint8"]
 
@@ -61,35 +63,24 @@ class PipelineExecutor:
         caps = self.model.capabilities
         first = requests[0]
         if len(requests) == 1:
-            prompt, per_prompt, negative = first.prompt, first.num_outputs, first.negative_prompt
+            prompt, per_prompt = first.prompt, first.num_outputs
         else:
             prompt = [r.prompt for r in requests for _ in range(r.num_outputs)]
             per_prompt = 1
-            negative = None if first.negative_prompt is None else \
-                [r.negative_prompt for r in requests for _ in range(r.num_outputs)]
         kwargs: dict[str, Any] = {
             "prompt": prompt,
-            "width": first.width,
-            "height": first.height,
             "num_inference_steps": first.num_inference_steps,
             caps.batch_keyword: per_prompt,
             # CPU generators: the same noise whatever the device, device map, offloading or batch.
             "generator": [torch.Generator("cpu").manual_seed(s) for r in requests for s in r.seeds],
             "output_type": "np",
+            **caps.size_arguments(first.width, first.height),
+            **call_arguments(requests, caps),
+            **{k: v for k, v in self.model.hints.get("call_arguments", {}).items() if caps.accepts(k)},
         }
-        optional = {
-            "negative_prompt": negative,
-            "guidance_scale": first.guidance_scale,
-            "true_cfg_scale": first.true_cfg_scale,
-            "sigmas": first.sigmas,
-            "num_frames": first.num_frames,
-        }
-        kwargs.update({k: v for k, v in optional.items() if v is not None and caps.accepts(k)})
         if first.images:  # input images never batch (see GenerationRequest.batch_key)
             many = caps.max_input_images > 1
             kwargs["image"] = list(first.images) if many else first.images[0]
-        if first.mask is not None:
-            kwargs["mask_image"] = first.mask
         return kwargs
 
     def _count_tokens(self, prompt: str) -> int:
@@ -119,11 +110,11 @@ class PipelineExecutor:
         progress.previews = to_uint8(decoded)
 
     def _warm_up(self, requests: list[GenerationRequest], kwargs: dict[str, Any]) -> None:
-        """With --compile, a 1-step call compiles for a new shape before the real call, under the same
-        `inference_mode` (so the real call finds the graph it needs). The shape is what the tensors depend on: task,
-        size, frames, input image sizes; batch size and prompt length vary within a shape, and torch's automatic
-        dynamic shapes make a dimension dynamic once it has taken two values, so each of those is warmed up for its
-        first two values only."""
+        """With --compile, a short call (the model's fewest steps) compiles for a new shape before the real call,
+        under the same `inference_mode` (so the real call finds the graph it needs). The shape is what the tensors
+        depend on: task, size, frames, input image sizes. Batch size and prompt length vary within a shape, and
+        torch's automatic dynamic shapes make a dimension dynamic once it has taken two values, so each of those is
+        warmed up for its first two values only."""
         if not self.model.compile:
             return
         first = requests[0]
@@ -136,7 +127,7 @@ class PipelineExecutor:
             return
         logger.info("compile warm-up for shape %s (%s)", shape, ", ".join(f"{n}={varying[n]}" for n in new))
         started = time.perf_counter()
-        self.model.pipe(**{**kwargs, "num_inference_steps": 1, "callback_on_step_end": None,
+        self.model.pipe(**{**kwargs, "num_inference_steps": self.capabilities.min_steps, "callback_on_step_end": None,
                            "generator": None})  # fresh RNG: the request's generators stay unused
         for name, value in varying.items():
             seen[name].add(value)
@@ -179,7 +170,7 @@ class PipelineExecutor:
         pipe = self.model.pipe
         kwargs = self._kwargs(requests)
         total = first.num_inference_steps
-        family = preview_family(type(pipe).__name__) if first.partial_images else None
+        family = self.capabilities.preview_layout if first.partial_images and self.capabilities.previews else None
         previews_at = preview_steps(total, first.partial_images) if family else []
         estimate = DenoisedEstimate(pipe.scheduler if previews_at else None)
         sync = self.step_sync
@@ -207,7 +198,8 @@ class PipelineExecutor:
             kwargs["callback_on_step_end"] = on_step_end
         with torch.inference_mode():
             self._warm_up(requests, kwargs)
-            self.model.cache.prepare(total, first.cache)
+            self.model.cache.prepare(total, first.cache,
+                                     separate_cfg=separate_guidance(self.capabilities.separate_cfg, first, pipe))
             started = time.time()
             with estimate:
                 output = pipe(**kwargs)
@@ -218,21 +210,38 @@ class PipelineExecutor:
         """The call's outputs as uint8 arrays, split back into one result per request."""
         first = requests[0]
         cache = self.model.cache.stats(first.num_inference_steps)
+        audio = None
         if first.task.is_video:
             outputs = to_uint8(output.frames)
             outputs = outputs[None] if outputs.ndim == 4 else outputs  # a single video without the batch axis
+            audio = self._audio(output)
         else:
             outputs = to_uint8(output.images)
             outputs = outputs[None] if outputs.ndim == 3 else outputs
         results, offset = [], 0
         for request in requests:
-            mine = outputs[offset:offset + request.num_outputs]
+            mine = slice(offset, offset + request.num_outputs)
             offset += request.num_outputs
             results.append(GenerationResult(
                 seeds=request.seeds, started_at=started, finished_at=finished, cache=cache,
                 prompt_tokens=self._count_tokens(request.prompt),
-                videos=mine if request.task.is_video else None, images=None if request.task.is_video else mine))
+                videos=outputs[mine] if request.task.is_video else None,
+                images=None if request.task.is_video else outputs[mine],
+                audio=audio[mine] if audio is not None else None,
+                audio_sample_rate=self.capabilities.audio_sample_rate if audio is not None else None))
         return results
+
+    def _audio(self, output) -> np.ndarray | None:
+        """The family's soundtrack output (LTX-2: a tensor (N, channels, samples) on the vocoder's device), as
+        float32 numpy; None for families without audio."""
+        spec = self.capabilities.audio
+        track = getattr(output, spec.attribute, None) if spec is not None else None
+        if track is None or self.capabilities.audio_sample_rate is None:
+            return None
+        if isinstance(track, torch.Tensor):
+            track = track.detach().float().cpu().numpy()
+        track = np.asarray(track, dtype=np.float32)
+        return track[None] if track.ndim == 2 else track
 
     def flush(self) -> None:
         self.model.cache.flush()

@@ -21,7 +21,7 @@ from .quantization import load_quantization_config, online_quantize_config, quan
 from .startup import StartupError
 from .tiny import HINTS_FILE, builtin_model_dir, is_builtin
 
-__all__ = ["LoadedModel", "StartupError", "load_model"]
+__all__ = ["LoadedModel", "StartupError", "cache_refusal", "load_model", "pipeline_class_of"]
 
 logger = logging.getLogger("openai_dit.loader")
 
@@ -38,6 +38,26 @@ class LoadedModel:
     compile: bool
     hints: dict
     offloaded: bool = False  # --enable-cpu-offload: components move to the GPU while they run
+
+
+def cache_refusal(reason: str) -> str:
+    """A family's reason to refuse --cache, naming the installed cache-dit."""
+    from importlib.metadata import version
+
+    return "--cache: " + reason.format(version=version("cache-dit"))
+
+
+def pipeline_class_of(model_path: str) -> str | None:
+    """The pipeline class a local model folder (or an already built tiny model) names, without loading it."""
+    folder = builtin_model_dir(model_path, build=False) if is_builtin(model_path) else Path(model_path)
+    index = folder / "model_index.json" if folder is not None else None
+    if index is None or not index.is_file():
+        return None
+    try:
+        name = json.loads(index.read_text()).get("_class_name")
+    except (OSError, ValueError):
+        return None
+    return name if isinstance(name, str) else None
 
 
 def _resolve_source(model_path: str) -> tuple[str, dict]:
@@ -65,14 +85,28 @@ def _processor_override(source: str) -> dict:
     return {}
 
 
+_ONE_MEGAPIXEL = 1024 * 1024
+
+
 def _apply_hints(pipe, hints: dict) -> None:
-    """Model-folder hints: QwenImageEditPlus input areas (module constants upstream, ~1 MP)."""
-    if "vae_image_area" in hints or "condition_image_area" in hints:
-        module = importlib.import_module(type(pipe).__module__)
-        if "vae_image_area" in hints and hasattr(module, "VAE_IMAGE_SIZE"):
-            module.VAE_IMAGE_SIZE = int(hints["vae_image_area"])
-        if "condition_image_area" in hints and hasattr(module, "CONDITION_IMAGE_SIZE"):
-            module.CONDITION_IMAGE_SIZE = int(hints["condition_image_area"])
+    """Model-folder hints (the built-in tiny models'): the areas the Qwen-Image edit pipelines resize their inputs
+    to, ~1 MP upstream (module constants of Edit-Plus; an inline constant of Edit, through `calculate_dimensions`)."""
+    if "vae_image_area" not in hints and "condition_image_area" not in hints:
+        return
+    module = importlib.import_module(type(pipe).__module__)
+    if "vae_image_area" in hints and hasattr(module, "VAE_IMAGE_SIZE"):
+        module.VAE_IMAGE_SIZE = int(hints["vae_image_area"])
+    elif "vae_image_area" in hints and hasattr(module, "calculate_dimensions") and \
+            not getattr(module.calculate_dimensions, "hinted", False):
+        upstream, area = module.calculate_dimensions, int(hints["vae_image_area"])
+
+        def calculate_dimensions(target_area, ratio):
+            return upstream(area if target_area == _ONE_MEGAPIXEL else target_area, ratio)
+
+        calculate_dimensions.hinted = True  # type: ignore[attr-defined]
+        module.calculate_dimensions = calculate_dimensions
+    if "condition_image_area" in hints and hasattr(module, "CONDITION_IMAGE_SIZE"):
+        module.CONDITION_IMAGE_SIZE = int(hints["condition_image_area"])
 
 
 def _load_lora(pipe, config: ServerConfig, keep_separate: bool) -> None:
@@ -156,6 +190,11 @@ def load_model(config: ServerConfig, *, world_size: int = 1, local_rank: int = 0
             if getattr(pipe, name, None) is not None:
                 setattr(pipe, name, cache_dit.quantize(getattr(pipe, name), quantize))
 
+    capabilities = capabilities_of(pipe, hints)
+    if capabilities.vae_slicing and hasattr(pipe.vae, "enable_slicing"):
+        pipe.vae.enable_slicing()  # several videos in one call are decoded one by one
+    if config.cache and capabilities.cache_refused:
+        raise StartupError(cache_refusal(capabilities.cache_refused))
     settings = None
     if config.cache:
         settings = CacheSettings(
@@ -172,5 +211,5 @@ def load_model(config: ServerConfig, *, world_size: int = 1, local_rank: int = 0
             module = getattr(pipe, name, None)
             if module is not None:
                 module.compile()
-    return LoadedModel(pipe=pipe, capabilities=capabilities_of(pipe, hints), device=device, dtype=dtype, cache=cache,
+    return LoadedModel(pipe=pipe, capabilities=capabilities, device=device, dtype=dtype, cache=cache,
                        compile=config.compile, hints=hints, offloaded=config.enable_cpu_offload)

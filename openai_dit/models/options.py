@@ -32,4 +32,20 @@ def check_model_options(config: ServerConfig, world_size: int = 1) -> str | None
         problem = check_attention_backend(config.attn, device)
         if problem:
             return problem
+    if config.cache:
+        return _cache_problem(config.model_path)
     return None
+
+
+def _cache_problem(model_path: str) -> str | None:
+    """--cache on a family cache-dit fails on, where the model folder already says which family it is (otherwise
+    loading refuses it)."""
+    from .families import family_for
+    from .loader import cache_refusal, pipeline_class_of
+
+    try:
+        pipeline_class = pipeline_class_of(model_path)
+    except KeyError:
+        return None  # an unknown built-in name: loading says so
+    family = family_for(pipeline_class) if pipeline_class else None
+    return cache_refusal(family.cache_refused) if family and family.cache_refused else None

@@ -47,7 +47,9 @@ class _Extensions(msgspec.Struct, kw_only=True):
     num_inference_steps: Annotated[int, Meta(ge=1, le=200, description="Overrides the step count of `quality`.")] \
         | None = None
     guidance_scale: Annotated[float, Meta(ge=0, le=30)] | None = None
+    guidance_scale_2: Annotated[float, Meta(ge=0, le=30)] | None = None
     true_cfg_scale: Annotated[float, Meta(ge=0, le=30)] | None = None
+    max_sequence_length: Annotated[int, Meta(ge=1, le=4096)] | None = None
     seed: Annotated[int, Meta(ge=-(2**63), le=2**63 - 1, description="Seed of the first image; image i uses "
                               "seed + i. Absent or negative: random.")] | None = None
     cache: CacheOverrides | None = None

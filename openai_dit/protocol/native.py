@@ -12,17 +12,26 @@ __all__ = ["FlushCacheResponse", "GenerateRequest", "GenerateResponse", "ModelIn
 MAX_IMAGE_URLS = 16
 
 
+OLD_GUIDANCE_SCALE = 7.5  # the old server's default guidance_scale, kept for its clients
+
+
 class GenerateRequest(msgspec.Struct, kw_only=True):
-    """Request body of `POST /generate`. Unknown fields are ignored, as the old server did."""
+    """Request body of `POST /generate`: every field of the old server, and the mask."""
 
     prompt: Annotated[str, Meta(min_length=1, max_length=100_000, description="What to generate.")]
     negative_prompt: Annotated[str, Meta(max_length=100_000)] = ""
-    width: Annotated[int, Meta(ge=64, le=4096, description="Absent: the model's default (1024 for FLUX); for "
-                               "image inputs, the first input's aspect ratio at that pixel count.")] | None = None
+    width: Annotated[int, Meta(ge=64, le=4096, description="Rounded down to the model's size multiple, as the "
+                               "old server's pipelines did; the response says the size made. Absent: the model's "
+                               "default (1024 for FLUX); for image inputs, the first input's aspect ratio at that "
+                               "pixel count.")] | None = None
     height: Annotated[int, Meta(ge=64, le=4096)] | None = None
     num_inference_steps: Annotated[int, Meta(ge=1, le=200)] = 50
-    guidance_scale: Annotated[float, Meta(ge=0, le=20)] = 7.5
+    guidance_scale: Annotated[float, Meta(ge=0, le=30, description="Absent: 7.5, the old server's default (pass "
+                                          "the model's own, e.g. 3.5 for FLUX.1-dev).")] | None = None
+    guidance_scale_2: Annotated[float, Meta(ge=0, le=30, description="Wan 2.2: the low-noise expert's "
+                                            "guidance.")] | None = None
     true_cfg_scale: Annotated[float, Meta(ge=0, le=20)] | None = None
+    max_sequence_length: Annotated[int, Meta(ge=1, le=4096)] | None = None
     sigmas: Annotated[list[float], Meta(max_length=1000)] | None = None
     seed: Annotated[int, Meta(ge=-(2**63), le=2**63 - 1,
                               description="Seed of the first image; image i uses seed + i. Absent or negative: "
@@ -31,8 +40,11 @@ class GenerateRequest(msgspec.Struct, kw_only=True):
     image_urls: Annotated[list[str], Meta(max_length=MAX_IMAGE_URLS,
                                           description="data: URIs, raw base64, http(s) URLs, or local paths "
                                           "under the server's --allowed-local-media-path.")] | None = None
+    mask: Annotated[str, Meta(max_length=30_000_000, description="Inpainting: the mask (white = repaint), in any "
+                              "form image_urls takes; needs image_urls and a model that inpaints.")] | None = None
     num_frames: Annotated[int, Meta(ge=1, le=200)] | None = None
-    fps: Annotated[int, Meta(ge=1, le=60)] = 16
+    fps: Annotated[int, Meta(ge=1, le=60, description="Absent: the model's frame rate (16 for Wan, 24 for LTX); "
+                             "passed to pipelines that take one (LTX's frame_rate).")] | None = None
     include_stats: bool = False
     output_format: Literal["base64", "path"] = "base64"
     output_dir: Annotated[str, Meta(max_length=255, description="Subfolder of the server's --output-dir.")] | None = (
@@ -48,6 +60,8 @@ class GenerateResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
     inference_start_time: str | None = None
     inference_end_time: str | None = None
     seeds: list[int] | None = None
+    width: int | None = None  # the size made
+    height: int | None = None
 
 
 class ModelInfoResponse(msgspec.Struct, kw_only=True):

@@ -44,6 +44,10 @@ class VideoCreateRequest(msgspec.Struct, kw_only=True):
     negative_prompt: Annotated[str, Meta(max_length=100_000)] | None = None
     num_inference_steps: Annotated[int, Meta(ge=1, le=200)] | None = None
     guidance_scale: Annotated[float, Meta(ge=0, le=30)] | None = None
+    guidance_scale_2: Annotated[float, Meta(ge=0, le=30, description="Wan 2.2: the low-noise expert's "
+                                            "guidance.")] | None = None
+    true_cfg_scale: Annotated[float, Meta(ge=0, le=30)] | None = None
+    max_sequence_length: Annotated[int, Meta(ge=1, le=4096)] | None = None
     seed: Annotated[int, Meta(ge=-(2**63), le=2**63 - 1, description="Absent or negative: random; the seed "
                               "used is reported on the Video object.")] | None = None
     fps: Annotated[int, Meta(ge=1, le=60, description="Frames per second of the MP4 (default: the model's).")] \

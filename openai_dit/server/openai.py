@@ -10,8 +10,8 @@ from litestar.datastructures import State
 from litestar.params import FromPath, JSONBody
 from litestar.response import Stream
 
+from ..adapters.checks import check_model
 from ..adapters.forms import FormFields
-from ..adapters.images import check_model
 from ..errors import NotFound
 from ..protocol.images import ImageEditRequest, ImageGenerationRequest, ImagesResponse, ImageVariationRequest
 from ..protocol.models import ModelCard, ModelList

@@ -24,7 +24,7 @@ from ..protocol.images import (
 )
 from ..runner import Runner
 from ..types import GenerationRequest, GenerationResult, Progress, Task
-from .inputs import checked_image
+from .inputs import check_mask_size, checked_image
 from .output_store import OutputStore
 
 __all__ = ["FILE_FIELDS", "ImagesService", "SSE_PING"]
@@ -55,7 +55,8 @@ class ImagesService:
                    base_url: str) -> ImagesResponse | AsyncIterator[bytes]:
         caps = self.runner.capabilities()
         body = convert_form(form.fields, ImageEditRequest)
-        requested_size = self._check(body, Task.IMAGE_EDIT, caps, param="image")
+        masks = form.files.get("mask", [])
+        requested_size = self._check(body, Task.IMAGE_EDIT, caps, param="image", mask=bool(masks))
         uploads = form.files.get("image", [])
         if not uploads:
             raise InvalidRequest("image is required: send one or more image files as 'image' or 'image[]'.",
@@ -63,10 +64,6 @@ class ImagesService:
         if len(uploads) > caps.max_input_images:
             raise InvalidRequest(f"This model takes at most {caps.max_input_images} input image(s); got "
                                  f"{len(uploads)}.", param="image", code="too_many_images")
-        masks = form.files.get("mask", [])
-        if masks and not caps.accepts("mask_image"):
-            raise InvalidRequest("This model cannot inpaint: send the edit without 'mask'.", param="mask",
-                                 code="unsupported_parameter")
         if len(masks) > 1:
             raise InvalidRequest("Send at most one mask.", param="mask")
         images = await self._decode_images(uploads, caps)
@@ -88,10 +85,11 @@ class ImagesService:
         return await self._start(body, Task.IMAGE_EDIT, caps, size, images, None, request_id, base_url, None)
 
     # --- shared steps ----------------------------------------------------------------------------------------
-    def _check(self, body, task: Task, caps: ModelCapabilities, param: str | None = None) -> tuple[int, int] | None:
+    def _check(self, body, task: Task, caps: ModelCapabilities, param: str | None = None,
+               mask: bool = False) -> tuple[int, int] | None:
         return adapter.check_request(body, task, caps, self.config.model_name, cache_enabled=self.config.cache,
                                      cache_fixed=self.config.compile or bool(self.config.parallel_type),
-                                     param=param)
+                                     param=param, mask=mask)
 
     async def _decode_images(self, uploads: list[bytes], caps: ModelCapabilities) -> list:
         def decode(index: int, data: bytes):
@@ -102,9 +100,7 @@ class ImagesService:
 
     async def _decode_mask(self, data: bytes, size: tuple[int, int]):
         mask = await asyncio.to_thread(decode_mask, data, max_pixels=self.config.max_image_pixels, param="mask")
-        if mask.size != size:
-            raise InvalidRequest(f"mask is {mask.size[0]}x{mask.size[1]} but the first image is {size[0]}x{size[1]}; "
-                                 "they must match.", param="mask", code="invalid_mask")
+        check_mask_size(mask.size, size)
         return mask
 
     async def _start(self, body, task: Task, caps: ModelCapabilities, size: tuple[int, int], images: list, mask,

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
+from PIL import Image, ImageOps
+
+from ..errors import InvalidRequest
 from ..media import MediaPolicy, check_byte_limit, decode_image, load_image_bytes
 from ..models.capabilities import ModelCapabilities
 
-__all__ = ["checked_image", "load_images"]
+__all__ = ["check_mask_size", "checked_image", "fit_image", "load_images"]
 
 
 def checked_image(data: bytes, *, policy: MediaPolicy, max_pixels: int, param: str, caps: ModelCapabilities):
@@ -30,3 +33,14 @@ async def load_images(references: list[str], policy: MediaPolicy, max_pixels: in
                                        caps=caps)
 
     return list(await asyncio.gather(*(one(i, r) for i, r in enumerate(references))))
+
+
+def check_mask_size(mask: tuple[int, int], image: tuple[int, int]) -> None:
+    if mask != image:
+        raise InvalidRequest(f"mask is {mask[0]}x{mask[1]} but the first image is {image[0]}x{image[1]}; they must "
+                             "match.", param="mask", code="invalid_mask")
+
+
+def fit_image(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """Scaled and centre-cropped to exactly `size`, never stretched. CPU-bound: call off the event loop."""
+    return ImageOps.fit(image, size, Image.Resampling.LANCZOS)

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 
 from ..adapters import native as adapter
 from ..config import ServerConfig
 from ..errors import InvalidRequest
-from ..media import MediaPolicy, encode_image, encode_video, to_base64
+from ..media import MediaPolicy, decode_mask, encode_image, encode_video, load_image_bytes, to_base64
 from ..protocol.native import FlushCacheResponse, GenerateRequest, GenerateResponse, ModelInfoResponse
 from ..runner import Runner
-from ..types import GenerationResult
-from .inputs import load_images
+from ..types import GenerationRequest, GenerationResult, Task
+from .inputs import check_mask_size, fit_image, load_images
 
 __all__ = ["NativeService"]
 
@@ -46,21 +47,33 @@ class NativeService:
         if body.image_urls:
             images = await load_images(body.image_urls, self.policy, self.config.max_image_pixels, "image_urls",
                                        caps)
-        request = adapter.to_generation_request(body, task, caps, images, request_id=request_id)
+        mask = await self._mask(body.mask, images[0].size) if body.mask is not None else None
+        request = adapter.to_generation_request(body, task, caps, images, mask, request_id=request_id)
+        if caps.sizes and task is Task.IMAGE_TO_VIDEO:  # a bucketed model picks its size from the input image
+            request.images = [await asyncio.to_thread(fit_image, images[0], (request.width, request.height))]
 
         def finalize(result: GenerationResult) -> GenerateResponse:
-            encoded_images, video = self._encode(result, body, folder, request_id)
-            return adapter.to_response(result, images=encoded_images, video=video, include_stats=body.include_stats)
+            encoded_images, video = self._encode(result, request, folder, request_id)
+            return adapter.to_response(result, request, images=encoded_images, video=video,
+                                       include_stats=body.include_stats)
 
         return await self.runner.submit(request, finalize=finalize)
 
-    def _encode(self, result: GenerationResult, body: GenerateRequest, folder: Path | None,
+    async def _mask(self, reference: str, size: tuple[int, int]):
+        """The mask, fetched and decoded like the images; it must be the first image's size."""
+        data = await load_image_bytes(reference, self.policy, param="mask")
+        mask = await asyncio.to_thread(decode_mask, data, max_pixels=self.config.max_image_pixels, param="mask",
+                                       luminance=True)
+        check_mask_size(mask.size, size)
+        return mask
+
+    def _encode(self, result: GenerationResult, request: GenerationRequest, folder: Path | None,
                 request_id: str) -> tuple[list[str] | None, str | None]:
         """Runs on an encoder thread, so the generation thread is already on the next request."""
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)
         if result.videos is not None:
-            data = encode_video(result.videos[0], body.fps)
+            data = encode_video(result.videos[0], request.fps or 16, audio=result.audio_track(0))
             if folder is None:
                 return None, to_base64(data)
             path = folder / f"{request_id}.mp4"

@@ -217,7 +217,7 @@ class VideoJobs:
         frames = result.videos[0]
         folder = self.store.folder(record)
         encoders = {
-            "video": lambda: encode_video(frames, record.settings.fps),
+            "video": lambda: encode_video(frames, record.settings.fps, audio=result.audio_track(0)),
             "thumbnail": lambda: encode_image(frames[len(frames) // 2], "webp", quality=85),
             "spritesheet": lambda: encode_spritesheet(frames),
         }

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import msgspec
-from PIL import Image, ImageOps
 
 from ..adapters import videos as adapter
 from ..adapters.forms import FormFields, convert_form
@@ -21,7 +20,7 @@ from ..media import MediaPolicy, load_image_bytes
 from ..protocol.videos import InputReference, Video, VideoCreateRequest, VideoDeleted, VideoError, VideoList
 from ..runner import Runner
 from ..types import Task
-from .inputs import checked_image
+from .inputs import checked_image, fit_image
 from .video_jobs import VideoJobs
 from .video_store import ARTIFACTS, FINISHED, VideoRecord, VideoStore, new_video_id
 
@@ -120,8 +119,7 @@ class VideosService:
             if not sized:  # the reference's aspect ratio at the model's default pixel count
                 width, height = caps.default_size(image.size)
                 settings = msgspec.structs.replace(settings, width=width, height=height)
-            reference = await asyncio.to_thread(ImageOps.fit, image, (settings.width, settings.height),
-                                                Image.Resampling.LANCZOS)
+            reference = await asyncio.to_thread(fit_image, image, (settings.width, settings.height))
         record = self._new_record(settings)
         await self.jobs.submit(record, reference)
         return self._video(record)

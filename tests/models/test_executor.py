@@ -30,8 +30,9 @@ def test_seed_reproduces_and_one_generator_per_image(load):
     assert np.array_equal(a, b)
     pair = run(executor, request(seed=11, n=2))
     assert pair.seeds == [11, 12]
-    assert np.array_equal(pair.images[0], a[0])
-    assert np.array_equal(pair.images[1], run(executor, request(seed=12)).images[0])
+    # One call for two images: the same noise per seed; batched float kernels may round one level apart.
+    assert np.abs(pair.images[0].astype(int) - a[0]).max() <= 1
+    assert np.abs(pair.images[1].astype(int) - run(executor, request(seed=12)).images[0]).max() <= 1
     assert not np.array_equal(pair.images[0], pair.images[1])
 
 

@@ -208,6 +208,7 @@ def test_out_of_memory_retries_start_after_the_failed_call_is_released():
     assert type(failed).__name__ == "OutOfMemoryError"
     frames = [summary.name for summary in traceback.extract_tb(failed.__traceback__)]
     assert "run_batch" not in frames  # delivered without the failed call's frames
+    wait_until(lambda: len(Tight.seen_at_release) == 2)  # released just after the error was delivered
     assert Tight.seen_at_release == [True, True]
     runner.stop()
 

@@ -71,16 +71,28 @@ def test_defaults_follow_the_old_contract_and_the_model():
         assert (engine.calls[-1].width, engine.calls[-1].height) == (512, 256)
 
 
+@pytest.mark.parametrize(("width", "height", "made"), [(724, 1080, (720, 1072)), (72, 100, (64, 96)),
+                                                       (64, 4096, (64, 4096)), (1023, 65, (1008, 64))])
+def test_any_size_in_range_is_made_as_the_old_server_made_it(width, height, made):
+    """The old server's pipelines rounded each side down to their multiple (its flux2_image_edit client asks for
+    724x1080); the response says what was made."""
+    engine = FakeEngine()
+    with serving(engine) as client:
+        response = client.post("/generate", json={**BODY, "width": width, "height": height})
+        assert response.status_code == 200, response.text
+        assert (engine.calls[-1].width, engine.calls[-1].height) == made
+        assert (response.json()["width"], response.json()["height"]) == made
+        assert decode_png(response.json()["images"][0]).size == made
+
+
 @pytest.mark.parametrize(
     ("patch", "param"),
     [
         ({"width": 32}, "width"),
         ({"width": 5000}, "width"),
-        ({"width": 72}, "width"),
-        ({"height": 100}, "height"),
         ({"num_inference_steps": 0}, "num_inference_steps"),
         ({"num_inference_steps": 201}, "num_inference_steps"),
-        ({"guidance_scale": 25}, "guidance_scale"),
+        ({"guidance_scale": 35}, "guidance_scale"),
         ({"num_images": 5}, "num_images"),
         ({"fps": 0}, "fps"),
         ({"output_format": "jpeg"}, "output_format"),

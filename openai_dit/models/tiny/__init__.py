@@ -78,12 +78,15 @@ def write_builtin(name: str, directory: str | os.PathLike) -> Path:
     return directory
 
 
-def builtin_model_dir(name: str) -> Path:
-    """The cached directory of a built-in model, built on first use (safe across processes)."""
+def builtin_model_dir(name: str, *, build: bool = True) -> Path | None:
+    """The cached directory of a built-in model, built on first use (safe across processes). `build=False`: the
+    directory if it is built already, else None."""
     _check_name(name)
     root = _cache_root()
-    root.mkdir(parents=True, exist_ok=True)
     target = root / f"{name.replace(':', '-')}-v{_FORMAT_VERSION}"
+    if not build:
+        return target if (target / HINTS_FILE).exists() else None
+    root.mkdir(parents=True, exist_ok=True)
     with open(root / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (target / HINTS_FILE).exists():
