@@ -378,7 +378,8 @@ def main() -> int:
     if not torch.cuda.is_available():
         print("gpu: no CUDA device here (use --dry-run to validate the plan)")
         return 2
-    print(f"{torch.cuda.get_device_name()} (capability {torch.cuda.get_device_capability()}), torch {torch.__version__}")
+    print(f"{torch.cuda.get_device_name()} (capability {torch.cuda.get_device_capability()}), "
+          f"torch {torch.__version__}")
     passed = failed = 0
     started = time.perf_counter()
     for check in checks:

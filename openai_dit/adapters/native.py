@@ -40,7 +40,9 @@ def _given(body: GenerateRequest) -> dict:
 def check_request(body: GenerateRequest, caps: ModelCapabilities, model_name: str) -> Task:
     """Everything that can be refused before any I/O or model work. Returns the task."""
     task = select_task(body, caps)
-    check_task(task, caps, model_name, param="image_urls" if body.image_urls else None)
+    needs_image = not (caps.tasks & {Task.TEXT_TO_IMAGE, Task.TEXT_TO_VIDEO})
+    check_task(task, caps, model_name, param="image_urls" if body.image_urls or needs_image else
+               "num_frames" if body.num_frames else None)
     n_images = len(body.image_urls or [])
     if n_images > max(caps.max_input_images, 1) or (task is Task.IMAGE_TO_VIDEO and n_images > 1):
         limit = 1 if task is Task.IMAGE_TO_VIDEO else caps.max_input_images

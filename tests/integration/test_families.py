@@ -111,10 +111,36 @@ def test_wan_image_to_video():
         compat(url, "native_client.py", "openai_videos.py")
 
 
+def audio_and_video_seconds(data: bytes) -> tuple[float, float, int]:
+    with av.open(io.BytesIO(data)) as container:
+        video, audio = container.streams.video[0], container.streams.audio[0]
+        return float(video.duration * video.time_base), float(audio.duration * audio.time_base), audio.rate
+
+
+def test_ltx2_videos_carry_their_soundtrack_natively_and_as_jobs():
+    """The real process on LTX-2: the MP4 of /generate and of a /v1/videos job (downloaded with the SDK) has an AAC
+    stream at the vocoder's rate, as long as the frames."""
+    import openai
+
+    with running_server("--model-path", "tiny:ltx2") as url:
+        made = generate(url, width=96, height=64, num_frames=17, fps=24, seed=2)
+        assert len(frames_of(made["video"])) == 17
+        video_s, audio_s, rate = audio_and_video_seconds(base64.b64decode(made["video"]))
+        assert rate == 24000 and abs(video_s - audio_s) < 1024 / rate and abs(video_s - 17 / 24) < 0.01
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0)
+        job = client.videos.create_and_poll(prompt="waves", size="96x64", seconds="1",
+                                            extra_body={"num_inference_steps": 2}, poll_interval_ms=100)
+        assert job.status == "completed" and job.num_frames == 25  # 1 s at 24 fps, as 8k+1
+        content = client.videos.download_content(job.id).read()
+        video_s, audio_s, _ = audio_and_video_seconds(content)
+        assert abs(video_s - audio_s) < 1024 / rate and abs(video_s - 25 / 24) < 0.01
+
+
 @pytest.mark.parametrize(("args", "code"), [
     (["--model-path", "/nonexistent/model"], 1),
     (["--parallel-type", "ulysses"], 2),
-    (["--device", "cuda"], 1),
+    (["--device", "cuda"], 2),  # refused at launch, before the port is bound
+    (["--enable-cpu-offload"], 2),
 ])
 def test_bad_launches_exit_non_zero(args, code, tmp_path):
     done = subprocess.run([sys.executable, "-m", "openai_dit", "serve", "--port", "0", "--data-dir", str(tmp_path),
