@@ -6,15 +6,18 @@ import argparse
 import os
 from dataclasses import MISSING, dataclass, field, fields
 
+from .protocol.models import ModelNames
+
 __all__ = ["API_KEY_ENV", "SCM_POLICIES", "ServerConfig", "add_arguments", "config_from_args", "flag_table"]
 
 SCM_POLICIES = ("slow", "medium", "fast", "ultra")
 API_KEY_ENV = "OPENAI_DIT_API_KEY"
 
 
-def _opt(default, help: str, *, flag: str | None = None, group: str, choices=None, secret: bool = False):
+def _opt(default, help: str, *, flag: str | None = None, group: str, choices=None, secret: bool = False,
+         nargs: str | None = None):
     return field(default=default, repr=not secret,
-                 metadata={"help": help, "flag": flag, "group": group, "choices": choices})
+                 metadata={"help": help, "flag": flag, "group": group, "choices": choices, "nargs": nargs})
 
 
 @dataclass
@@ -25,8 +28,18 @@ class ServerConfig:
     model_path: str = _opt("tiny:flux", "Model to serve: a local diffusers folder, a Hugging Face id, or a built-in "
                            "model (tiny:flux, small:flux, tiny:flux2-klein, tiny:qwen-image-edit-plus, tiny:wan-t2v, "
                            "tiny:wan-i2v).", group="server")
-    served_model_name: str | None = _opt(None, "Name reported by the API (default: the model path).", group="server")
+    served_model_name: list[str] | None = _opt(
+        None, "Names clients may send as `model` (space-separated or repeated; the first is reported; default: the "
+        "model path). OpenAI's own names (dall-e-2, dall-e-3, gpt-image-1, gpt-image-1-mini, gpt-image-1.5 on image "
+        "routes; sora-2, sora-2-pro on video routes) are accepted too unless --no-openai-model-aliases.",
+        group="server", nargs="+")
+    no_openai_model_aliases: bool = _opt(False, "Accept only the served names as `model`: OpenAI's model names become "
+                                         "404 model_not_found.", group="server")
     host: str = _opt("0.0.0.0", "Address to bind.", group="server")
+    allowed_origins: list[str] | None = _opt(
+        None, "Browser origins allowed to call the API from other sites (CORS), e.g. https://app.example.com; "
+        "space-separated, repeated or comma-separated; * for any. Default: none (no CORS headers).", group="server",
+        nargs="+")
     port: int = _opt(8000, "Port to bind.", group="server")
     max_queued_requests: int = _opt(64, "Requests that may wait for the model; beyond this, 429 with Retry-After.",
                                     group="server")
@@ -60,6 +73,9 @@ class ServerConfig:
     quality_steps: str | None = _opt(None, "Steps for the OpenAI `quality` values, e.g. low=8,medium=16,high=28 "
                                      "(default: a quarter, half and all of the model's default steps; auto = the "
                                      "model's default).", group="openai")
+    default_response_format: str = _opt(
+        "auto", "response_format when a request names none: auto (as OpenAI: url for dall-e-2 and dall-e-3, else "
+        "b64_json), url or b64_json.", group="openai", choices=("auto", "url", "b64_json"))
     image_url_ttl: int = _opt(3600, "Seconds a response_format=url image stays downloadable.", group="openai")
     image_url_store_mb: float = _opt(1024.0, "Memory (MiB) kept for response_format=url images; the oldest "
                                      "expire first when full.", group="openai")
@@ -137,7 +153,18 @@ class ServerConfig:
 
     @property
     def model_name(self) -> str:
-        return self.served_model_name or self.model_path
+        """The name the API reports."""
+        return self.model_names.primary
+
+    @property
+    def model_names(self) -> ModelNames:
+        names = [self.served_model_name] if isinstance(self.served_model_name, str) else self.served_model_name or []
+        served = [name.strip() for name in names if name.strip()]
+        return ModelNames(tuple(served or [self.model_path]), aliases=not self.no_openai_model_aliases)
+
+    @property
+    def cors_origins(self) -> list[str]:
+        return [o.strip() for value in self.allowed_origins or [] for o in value.split(",") if o.strip()]
 
     def api_keys(self) -> list[str]:
         """Every accepted key: --api-key, $OPENAI_DIT_API_KEY, --api-key-file (OSError if it cannot be read)."""
@@ -174,8 +201,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             group.add_argument(_flag(f), dest=f.name, action="store_true", default=default, help=meta["help"])
             continue
         if str(f.type).startswith("list"):
-            group.add_argument(_flag(f), dest=f.name, action="append", default=default, help=meta["help"],
-                               metavar=f.name.upper())
+            if meta["nargs"]:  # `--flag a b` and `--flag a --flag b` alike
+                group.add_argument(_flag(f), dest=f.name, action="extend", nargs=meta["nargs"], default=default,
+                                   help=meta["help"], metavar=f.name.upper())
+            else:
+                group.add_argument(_flag(f), dest=f.name, action="append", default=default, help=meta["help"],
+                                   metavar=f.name.upper())
             continue
         kind = {"int": int, "float": float}.get(f.type if isinstance(f.type, str) else f.type.__name__, str)
         group.add_argument(_flag(f), dest=f.name, type=kind, default=default, choices=meta["choices"],

@@ -9,6 +9,7 @@ import secrets
 
 from ..errors import InvalidRequest, NotFound, UnsupportedTask
 from ..models.capabilities import ModelCapabilities
+from ..protocol.models import ModelNames
 from ..types import Task
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "check_task",
     "nearest_side",
     "parse_size",
+    "requested_size",
     "resolve_seed",
     "round_down_size",
 ]
@@ -30,10 +32,32 @@ MAX_SIDE = 4096
 _SIZE = re.compile(r"(\d{1,5})x(\d{1,5})")
 
 
-def check_model(requested: str | None, served: str) -> None:
-    if requested and requested != served:
-        raise NotFound(f"The model '{requested}' does not exist; this server serves '{served}'.", param="model",
-                       code="model_not_found")
+def check_model(requested: str | None, names: ModelNames, route: str | None) -> None:
+    """A `model` the client named must be one of the served names, or an OpenAI name of this route (`route`:
+    "images", "videos", or None for any)."""
+    if requested and not names.accepts(requested, route):
+        raise NotFound(f"The model '{requested[:200]}' does not exist; this server serves '{names.primary}'.",
+                       param="model", code="model_not_found")
+
+
+def requested_size(size: str | None, width: int | None, height: int | None,
+                   caps: ModelCapabilities) -> tuple[int, int] | None:
+    """OpenAI's `size`, or the peers' `width` and `height` (both, and matching `size` when it is given too), held
+    to the same exact rule; None: auto."""
+    if width is None and height is None:
+        return parse_size(size, caps)
+    if width is None or height is None:
+        raise InvalidRequest("Give width and height together (or size).", param="width" if width is None else
+                             "height")
+    try:
+        exact = parse_size(f"{width}x{height}", caps)
+    except InvalidRequest as exc:  # the same rule, named as the client named it
+        raise InvalidRequest(exc.message.replace("size ", "width x height ", 1), param="width", code=exc.code) \
+            from None
+    if size not in (None, "auto") and parse_size(size, caps) != exact:
+        raise InvalidRequest(f"size {size[:32]} and width x height {width}x{height} disagree: give one.",
+                             param="size")
+    return exact
 
 
 def check_task(task: Task, caps: ModelCapabilities, model_name: str, *, param: str | None = None) -> None:

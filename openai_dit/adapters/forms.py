@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from ..errors import InvalidRequest
+from ..protocol.extensions import unknown_field
 
 __all__ = ["FormFields", "convert_form", "decode_json", "split_form"]
 
@@ -66,8 +67,15 @@ def split_form(items: Iterable[tuple[str, Any]], file_fields: frozenset[str],
     return FormFields(fields=fields, files=files)
 
 
+_UNKNOWN = re.compile(r"unknown field `([^`]*)`")
+
+
 def _invalid(exc: msgspec.ValidationError) -> InvalidRequest:
     message = str(exc)
+    unknown = _UNKNOWN.search(message)
+    if unknown:
+        within = _AT.search(message)  # a nested object's field: name it by its path
+        return unknown_field(f"{within.group(1)}.{unknown.group(1)}" if within else unknown.group(1))
     found = _AT.search(message) or _MISSING.search(message)
     param = found.group(1) if found else None
     where = f" (parameter '{param}')" if param else ""

@@ -15,6 +15,7 @@ from ..protocol.images import (
     Usage,
     UsageDetails,
 )
+from ..protocol.models import ModelNames
 from ..types import GenerationRequest, GenerationResult, Task
 from .checks import (
     MAX_SIDE,
@@ -23,12 +24,13 @@ from .checks import (
     check_steps,
     check_task,
     nearest_side,
-    parse_size,
+    requested_size,
     resolve_seed,
 )
 
 __all__ = [
     "OutputSpec",
+    "response_format",
     "check_request",
     "parse_quality_steps",
     "resolve_steps",
@@ -38,7 +40,9 @@ __all__ = [
 ]
 
 QUALITY_LEVELS = ("low", "medium", "high")
-_QUALITY_ALIASES = {"standard": "medium", "hd": "high"}  # DALL-E 3's names
+_QUALITY_ALIASES = {"standard": "medium", "hd": "high", "xhigh": "high", "max": "high"}  # DALL-E 3's, GPT image's
+# OpenAI's default response_format: links for the DALL-E models, base64 for everything else (GPT image models).
+_URL_BY_DEFAULT = ("dall-e-2", "dall-e-3")
 _QUALITY_FRACTIONS = {"low": 0.25, "medium": 0.5, "high": 1.0}
 
 AnyImageRequest = ImageGenerationRequest | ImageEditRequest | ImageVariationRequest
@@ -82,16 +86,17 @@ def _given(body: AnyImageRequest) -> dict:
             "max_sequence_length": body.max_sequence_length}
 
 
-def check_request(body: AnyImageRequest, task: Task, caps: ModelCapabilities, model_name: str, *,
+def check_request(body: AnyImageRequest, task: Task, caps: ModelCapabilities, names: ModelNames, *,
                   cache_enabled: bool, cache_fixed: bool, param: str | None = None,
                   mask: bool = False) -> tuple[int, int] | None:
     """Everything refusable before reading images or touching the model. Returns the size the client named
     (None for auto)."""
-    check_model(body.model, model_name)
+    check_model(body.model, names, "images")
+    model_name = names.primary
     check_task(task, caps, model_name, param=param)
     if task is Task.IMAGE_EDIT:
         check_mask(mask, task, caps, model_name)
-    size = parse_size(body.size, caps)
+    size = requested_size(body.size, body.width, body.height, caps)
     check_steps(body.num_inference_steps, caps, model_name)
     if getattr(body, "background", None) == "transparent":
         raise InvalidRequest("background 'transparent' is not supported: this model generates opaque RGB images.",
@@ -156,13 +161,22 @@ def usage_of(result: GenerationResult, request: GenerationRequest, caps: ModelCa
                  input_tokens_details=UsageDetails(image_tokens=image_tokens, text_tokens=result.prompt_tokens))
 
 
+def response_format(body: AnyImageRequest, default: str) -> str:
+    """The request's response_format; absent, the server's `default` ("auto": OpenAI's rule by model name)."""
+    if body.response_format:
+        return body.response_format
+    if default != "auto":
+        return default
+    return "url" if body.model in _URL_BY_DEFAULT else "b64_json"
+
+
 class OutputSpec:
     """How results leave: image format and quality, links or inline, and the fields echoed back."""
 
-    def __init__(self, body: AnyImageRequest, size: tuple[int, int], quality: str) -> None:
+    def __init__(self, body: AnyImageRequest, size: tuple[int, int], quality: str, default_format: str) -> None:
         self.format = body.output_format or "png"
         self.compression = body.output_compression
-        self.as_url = body.response_format == "url"
+        self.as_url = response_format(body, default_format) == "url"
         self.size = f"{size[0]}x{size[1]}"
         self.quality = quality
         self.background = "opaque"

@@ -15,9 +15,10 @@ import msgspec
 from ..errors import InvalidRequest
 from ..models.capabilities import ModelCapabilities
 from ..parameters import check_parameters
+from ..protocol.models import ModelNames
 from ..protocol.videos import VideoCreateRequest
 from ..types import GenerationRequest, Task
-from .checks import check_frames, check_model, check_steps, check_task, parse_size, resolve_seed
+from .checks import check_frames, check_model, check_steps, check_task, requested_size, resolve_seed
 
 __all__ = ["MAX_FRAMES", "MAX_SECONDS", "VideoSettings", "frames_for_seconds", "plan_video", "to_generation_request"]
 
@@ -71,13 +72,14 @@ def frames_for_seconds(seconds: float, fps: int, caps: ModelCapabilities) -> int
     return m * max(1, round(seconds * fps / m)) + offset
 
 
-def plan_video(body: VideoCreateRequest, task: Task, caps: ModelCapabilities, model_name: str,
+def plan_video(body: VideoCreateRequest, task: Task, caps: ModelCapabilities, names: ModelNames,
                reference_param: str) -> tuple[VideoSettings, bool]:
     """Check everything refusable before reading the reference image or touching the model. Returns the job's
     settings (the model's default size when none was named) and whether the client named a size."""
-    check_model(body.model, model_name)
+    check_model(body.model, names, "videos")
+    model_name = names.primary
     check_task(task, caps, model_name, param=reference_param)  # the input image is what selects the task
-    size = parse_size(body.size, caps)
+    size = requested_size(body.size, body.width, body.height, caps)
     fps = body.fps or caps.default_fps or 16
     if body.num_frames is not None:
         if body.seconds is not None:

@@ -1,8 +1,11 @@
 """The OpenAI Images API wire format (generations, edits, variations, stream events). No torch here.
 
-Fields the official API defines keep its names and values; diffusion settings the API lacks arrive as extra keys
-(the SDK's `extra_body`): `negative_prompt`, `num_inference_steps`, `guidance_scale`, `true_cfg_scale`, `seed`
-and `cache`. Unknown keys are ignored, as OpenAI-compatible servers commonly do.
+Fields the official API defines keep its names and values (those this server has no use for are accepted and do
+nothing: `user`, `moderation`, `style`, `safety_identifier`, `complexity`, `frame_count`, `frame_duration_ms`, `svg`,
+`input_fidelity`, an edit's `markup` file). Diffusion settings the API lacks arrive as extra keys (the SDK's
+`extra_body`), named as vLLM-Omni and SGLang name them: `width` and `height` (instead of `size`),
+`negative_prompt`, `num_inference_steps`, `guidance_scale`, `guidance_scale_2`, `true_cfg_scale`,
+`max_sequence_length`, `seed`, and this server's `cache`. Any other field is a 400 naming it, as OpenAI answers.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ __all__ = [
     "UsageDetails",
 ]
 
-Quality = Literal["low", "medium", "high", "auto", "standard", "hd"]
+Quality = Literal["low", "medium", "high", "auto", "standard", "hd", "xhigh", "max"]
 OutputFormat = Literal["png", "jpeg", "webp"]
 
 
@@ -55,10 +58,13 @@ class _Extensions(msgspec.Struct, kw_only=True):
     cache: CacheOverrides | None = None
 
 
-class _Outputs(_Extensions, kw_only=True):
+class _Outputs(_Extensions, kw_only=True, forbid_unknown_fields=True):
     model: str | None = None
     n: Annotated[int, Meta(ge=1, le=10)] = 1
     size: Annotated[str, Meta(max_length=32, description='"auto" or "WxH"')] | None = None
+    width: Annotated[int, Meta(ge=1, le=65536, description="With height, instead of size (vLLM-Omni / SGLang).")] \
+        | None = None
+    height: Annotated[int, Meta(ge=1, le=65536)] | None = None
     response_format: Literal["url", "b64_json"] | None = None
     user: Annotated[str, Meta(max_length=1000)] | None = None
 
@@ -75,12 +81,22 @@ class ImageGenerationRequest(_Outputs, kw_only=True):
     style: Literal["vivid", "natural"] | None = None
     stream: bool = False
     partial_images: Annotated[int, Meta(ge=0, le=3)] | None = None
+    # OpenAI fields that change nothing here (documented no-ops).
+    safety_identifier: Annotated[str, Meta(max_length=1000)] | None = None
+    complexity: Literal["low", "medium", "high"] | None = None
+    frame_count: Annotated[int, Meta(ge=1, le=100)] | None = None
+    frame_duration_ms: Annotated[int, Meta(ge=1, le=100_000)] | None = None
+    svg: dict | None = None
 
 
 class ImageEditRequest(ImageGenerationRequest, kw_only=True):
-    """`POST /v1/images/edits` (multipart): the non-file fields; files travel beside it."""
+    """`POST /v1/images/edits` (multipart): the non-file fields; files travel beside it (`image`/`image[]`, `mask`
+    or vLLM-Omni's `mask_image`, OpenAI's `markup`, ignored). `url`: input images by URL (vLLM-Omni, SGLang)."""
 
     input_fidelity: Literal["high", "low"] | None = None
+    url: Annotated[list[Annotated[str, Meta(max_length=30_000_000)]], Meta(max_length=16)] | None = None
+    mask_image: Annotated[str, Meta(max_length=30_000_000, description="The mask as a URL or data URL (or a "
+                                    "file part).")] | None = None
 
 
 class ImageVariationRequest(_Outputs, kw_only=True):

@@ -15,8 +15,9 @@ MAX_IMAGE_URLS = 16
 OLD_GUIDANCE_SCALE = 7.5  # the old server's default guidance_scale, kept for its clients
 
 
-class GenerateRequest(msgspec.Struct, kw_only=True):
-    """Request body of `POST /generate`: every field of the old server, and the mask."""
+class GenerateRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Request body of `POST /generate`: every field of the old server, and the mask. Any other field is a 400
+    naming it (the old server ignored it)."""
 
     prompt: Annotated[str, Meta(min_length=1, max_length=100_000, description="What to generate.")]
     negative_prompt: Annotated[str, Meta(max_length=100_000)] = ""

@@ -1,7 +1,10 @@
 """The OpenAI Videos API wire format: create (multipart or JSON), the Video job object, lists, remix. No torch.
 
-Diffusion settings the API lacks arrive as extra keys (the SDK's `extra_body`): `negative_prompt`,
-`num_inference_steps`, `guidance_scale`, `seed`, `fps` and `num_frames`. Unknown keys are ignored.
+Diffusion settings the API lacks arrive as extra keys (the SDK's `extra_body`), named as vLLM-Omni and SGLang name
+them: `width` and `height` (instead of `size`), `negative_prompt`, `num_inference_steps`, `guidance_scale`,
+`guidance_scale_2`, `true_cfg_scale`, `max_sequence_length`, `seed`, `fps`, `num_frames`, `n` (1), and the input
+image as vLLM-Omni's `image_reference` ({"image_url": ...}) or SGLang's `reference_url`. Any other field is a 400
+naming it.
 """
 
 from __future__ import annotations
@@ -26,21 +29,29 @@ VideoStatus = Literal["queued", "in_progress", "completed", "failed"]
 Prompt = Annotated[str, Meta(min_length=1, max_length=100_000)]
 
 
-class InputReference(msgspec.Struct, kw_only=True):
+class InputReference(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """`input_reference` as an object: `{"image_url": ...}` (an http(s) URL or a data URL)."""
 
     image_url: Annotated[str, Meta(max_length=30_000_000)] | None = None
     file_id: Annotated[str, Meta(max_length=200)] | None = None
 
 
-class VideoCreateRequest(msgspec.Struct, kw_only=True):
+class VideoCreateRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """`POST /v1/videos`. The image file of `input_reference`, when uploaded, travels beside it."""
 
     prompt: Prompt
     model: str | None = None
     seconds: Annotated[str, Meta(max_length=16)] | float | None = None
     size: Annotated[str, Meta(max_length=32, description='"WxH"')] | None = None
+    width: Annotated[int, Meta(ge=1, le=65536, description="With height, instead of size (vLLM-Omni / SGLang).")] \
+        | None = None
+    height: Annotated[int, Meta(ge=1, le=65536)] | None = None
     input_reference: InputReference | Annotated[str, Meta(max_length=30_000_000)] | None = None
+    image_reference: InputReference | Annotated[str, Meta(max_length=30_000_000, description="vLLM-Omni's form of "
+                                                          "input_reference: JSON {\"image_url\": ...}.")] | None = None
+    reference_url: Annotated[str, Meta(max_length=30_000_000, description="SGLang's form of input_reference: an "
+                                       "image URL.")] | None = None
+    n: Annotated[int, Meta(ge=1, le=1, description="Videos per job: 1.")] = 1
     negative_prompt: Annotated[str, Meta(max_length=100_000)] | None = None
     num_inference_steps: Annotated[int, Meta(ge=1, le=200)] | None = None
     guidance_scale: Annotated[float, Meta(ge=0, le=30)] | None = None
@@ -56,7 +67,7 @@ class VideoCreateRequest(msgspec.Struct, kw_only=True):
         | None = None
 
 
-class VideoRemixRequest(msgspec.Struct, kw_only=True):
+class VideoRemixRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """`POST /v1/videos/{id}/remix`: the source's settings (seed and input image included), a new prompt."""
 
     prompt: Prompt

@@ -9,7 +9,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from litestar import Litestar
+from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
+
+# Litestar's own CORS middleware (what `cors_config=` installs), used directly to sit in front of the key check.
+from litestar.middleware._internal.cors import CORSMiddleware
 
 from .. import __version__
 from ..config import ServerConfig
@@ -30,7 +34,7 @@ from .openai import ImagesController, ModelsController
 from .playground import playground_router
 from .videos import VideosController
 
-__all__ = ["create_app"]
+__all__ = ["cors_config", "create_app"]
 
 logger = logging.getLogger("openai_dit.server")
 
@@ -84,7 +88,22 @@ def create_app(config: ServerConfig, runner: Runner, api_keys: list[str] | None 
         logging_config=None,
         debug=False,
     )
-    # In front of the router, so that unknown paths get a request id, metrics and the key check too.
+    # In front of the router, so that unknown paths get a request id, metrics and the key check too; CORS in front
+    # of the key check, so that preflights (which carry no key) are answered and a 401 carries CORS headers.
     keys = ApiKeys(config.api_keys() if api_keys is None else api_keys)
-    app.asgi_handler = request_context(api_key_gate(app.asgi_handler, keys), runner.metrics, activity)
+    handler = api_key_gate(app.asgi_handler, keys)
+    if config.cors_origins:
+        handler = CORSMiddleware(app=handler, config=cors_config(config.cors_origins))
+    app.asgi_handler = request_context(handler, runner.metrics, activity)
     return app
+
+
+# Headers a browser page may read from the API's answers.
+_EXPOSED_HEADERS = ["x-request-id", "retry-after", "openai-poll-after-ms", "x-should-retry"]
+
+
+def cors_config(origins: list[str]) -> CORSConfig:
+    """--allowed-origins as Litestar's CORS settings: those origins (or "*"), the API's methods, any request header
+    (the SDKs send their own), no cookies (the API takes keys in headers)."""
+    return CORSConfig(allow_origins=origins, allow_methods=["GET", "POST", "DELETE", "OPTIONS"], allow_headers=["*"],
+                      expose_headers=_EXPOSED_HEADERS, allow_credentials=False, max_age=600)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from litestar import Controller, Request, get, post
 from litestar.datastructures import State
-from litestar.params import JSONBody
 
+from ..adapters.forms import decode_json
 from ..protocol.native import FlushCacheResponse, GenerateRequest, GenerateResponse, ModelInfoResponse
 from .disconnect import cancel_on_disconnect
-from .docs import error_responses
+from .docs import documented, error_responses, json_schema
 
 __all__ = ["NativeController"]
 
@@ -21,9 +21,11 @@ class NativeController(Controller):
         return state.native.model_info()
 
     @post("/generate", status_code=200, responses=error_responses(400, 404, 413, 429, 503, 504),
+          operation_class=documented(body={"json": json_schema(GenerateRequest)}),
           summary="Generate images or a video (the old cache-dit contract)")
-    async def generate(self, data: JSONBody[GenerateRequest], request: Request, state: State) -> GenerateResponse:
-        work = state.native.generate(data, request.state.request_id)
+    async def generate(self, request: Request, state: State) -> GenerateResponse:
+        body = decode_json(await request.body(), GenerateRequest)
+        work = state.native.generate(body, request.state.request_id)
         return await cancel_on_disconnect(request, work, state.config.request_timeout)
 
     @post("/flush_cache", status_code=200, responses=error_responses(503),

@@ -7,24 +7,23 @@ from collections.abc import AsyncIterator, Awaitable
 
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath
 from litestar.response import Stream
 
-from ..adapters.checks import check_model
-from ..adapters.forms import FormFields
+from ..adapters.forms import FormFields, decode_json
 from ..errors import NotFound
 from ..protocol.images import ImageEditRequest, ImageGenerationRequest, ImagesResponse, ImageVariationRequest
 from ..protocol.models import ModelCard, ModelList
-from ..serving.images import FILE_FIELDS
+from ..serving.images import FILE_FIELDS, TEXT_OR_FILE_FIELDS
 from .disconnect import cancel_on_disconnect
-from .docs import documented, error_responses, form_schema
+from .docs import documented, error_responses, form_schema, json_schema
 from .forms import read_form
 
 __all__ = ["ImagesController", "ModelsController"]
 
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _GENERATION_ERRORS = error_responses(400, 404, 413, 429, 503, 504)
-_GENERATION_DOC = documented(event_stream=True)
+_GENERATION_DOC = documented(body={"json": json_schema(ImageGenerationRequest)}, event_stream=True)
 _EDIT_DOC = documented(body={"multipart": form_schema(ImageEditRequest, {"image": False, "image[]": False,
                                                                          "mask": False})}, event_stream=True)
 _VARIATION_DOC = documented(body={"multipart": form_schema(ImageVariationRequest, {"image": True})})
@@ -35,7 +34,8 @@ def _base_url(request: Request, state: State) -> str:
 
 
 async def _read_form(request: Request) -> FormFields:
-    return await read_form(request, FILE_FIELDS, expected="multipart/form-data (image files as 'image' or 'image[]')")
+    return await read_form(request, FILE_FIELDS, object_fields=TEXT_OR_FILE_FIELDS,
+                           expected="multipart/form-data (image files as 'image' or 'image[]')")
 
 
 async def _answer(request: Request, state: State, work: Awaitable[ImagesResponse | AsyncIterator[bytes]]
@@ -53,9 +53,9 @@ class ImagesController(Controller):
 
     @post("/generations", status_code=200, responses=_GENERATION_ERRORS, operation_class=_GENERATION_DOC,
           summary="Create images from a prompt (JSON; stream=true for SSE)")
-    async def generations(self, data: JSONBody[ImageGenerationRequest], request: Request,
-                          state: State) -> Response:
-        work = state.images.generate(data, request_id=request.state.request_id, base_url=_base_url(request, state))
+    async def generations(self, request: Request, state: State) -> Response:
+        body = decode_json(await request.body(), ImageGenerationRequest)
+        work = state.images.generate(body, request_id=request.state.request_id, base_url=_base_url(request, state))
         return await _answer(request, state, work)
 
     @post("/edits", status_code=200, responses=_GENERATION_ERRORS, operation_class=_EDIT_DOC,
@@ -89,16 +89,27 @@ class ModelsController(Controller):
     tags = ["openai"]
 
     @staticmethod
-    def _card(state: State) -> ModelCard:
+    def _cards(state: State) -> list[ModelCard]:
+        """A card per name a client can send: the served names, then OpenAI's names for the routes it serves."""
         engine = state.runner.engine
-        caps = engine.capabilities.to_dict() if engine is not None else None
-        return ModelCard(id=state.config.model_name, created=state.started_at, capabilities=caps)
+        caps = engine.capabilities if engine is not None else None
+        routes: tuple[str, ...] = ("images", "videos")
+        if caps is not None:
+            routes = tuple(route for route, video in (("images", False), ("videos", True))
+                           if any(task.is_video == video for task in caps.tasks))
+        described = caps.to_dict() if caps is not None else None
+        return [ModelCard(id=name, created=state.started_at, capabilities=described)
+                for name in state.config.model_names.listed(routes)]
 
-    @get("", responses=error_responses(), summary="The served model")
+    @get("", responses=error_responses(), summary="The served model, under each name a client can send")
     async def list_models(self, state: State) -> ModelList:
-        return ModelList(data=[self._card(state)])
+        return ModelList(data=self._cards(state))
 
-    @get("/{model_id:path}", responses=error_responses(404), summary="The served model by name; 404 for any other")
+    @get("/{model_id:path}", responses=error_responses(404), summary="The served model by one of its names")
     async def retrieve_model(self, model_id: FromPath[str], state: State) -> ModelCard:
-        check_model(model_id.lstrip("/"), state.config.model_name)  # an empty id never routes here
-        return self._card(state)
+        name = model_id.lstrip("/")  # an empty id never routes here
+        card = next((card for card in self._cards(state) if card.id == name), None)
+        if card is None:
+            raise NotFound(f"The model '{name[:200]}' does not exist; this server serves "
+                           f"'{state.config.model_name}'.", param="model", code="model_not_found")
+        return card

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.datastructures import State
-from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.params import FromPath, FromQuery
 from litestar.response import File
 
 from ..adapters.forms import decode_json
@@ -17,6 +17,7 @@ from .forms import FORM_CONTENT_TYPES, read_form
 __all__ = ["VideosController"]
 
 _NO_RETRY = {Exception: handle_exception_no_retry}
+_REMIX_DOC = documented(body={"json": json_schema(VideoRemixRequest)})
 _CREATE_DOC = documented(body={"multipart": form_schema(VideoCreateRequest, {"input_reference": False}),
                               "json": json_schema(VideoCreateRequest)})
 
@@ -61,8 +62,9 @@ class VideosController(Controller):
         return File(path=path, media_type=media_type, filename=f"{video_id}{extension}",
                     content_disposition_type="inline")
 
-    @post("/{video_id:str}/remix", status_code=200, exception_handlers=_NO_RETRY,
+    @post("/{video_id:str}/remix", status_code=200, exception_handlers=_NO_RETRY, operation_class=_REMIX_DOC,
           responses=error_responses(400, 404, 409, 413, 429, 503),
           summary="A new job with a completed video's settings (seed and input image included) and a new prompt")
-    async def remix(self, video_id: FromPath[str], data: JSONBody[VideoRemixRequest], state: State) -> Video:
-        return await state.videos.remix(video_id, data.prompt)
+    async def remix(self, video_id: FromPath[str], request: Request, state: State) -> Video:
+        body = decode_json(await request.body(), VideoRemixRequest)
+        return await state.videos.remix(video_id, body.prompt)

@@ -12,7 +12,7 @@ from ..adapters import images as adapter
 from ..adapters.forms import FormFields, convert_form
 from ..config import ServerConfig
 from ..errors import InvalidRequest, RequestCancelled, error_response
-from ..media import IMAGE_MIME_TYPES, MediaPolicy, decode_mask, encode_image, to_base64
+from ..media import IMAGE_MIME_TYPES, MediaPolicy, decode_mask, encode_image, load_image_bytes, to_base64
 from ..models.capabilities import ModelCapabilities
 from ..protocol.images import (
     ImageData,
@@ -24,12 +24,13 @@ from ..protocol.images import (
 )
 from ..runner import Runner
 from ..types import GenerationRequest, GenerationResult, Progress, Task
-from .inputs import check_mask_size, checked_image
+from .inputs import check_mask_size, checked_image, load_images
 from .output_store import OutputStore
 
-__all__ = ["FILE_FIELDS", "ImagesService", "SSE_PING"]
+__all__ = ["FILE_FIELDS", "TEXT_OR_FILE_FIELDS", "ImagesService", "SSE_PING"]
 
-FILE_FIELDS = frozenset({"image", "mask"})
+FILE_FIELDS = frozenset({"image", "mask", "mask_image", "markup"})  # markup: OpenAI's, accepted and unused
+TEXT_OR_FILE_FIELDS = frozenset({"mask_image"})  # vLLM-Omni sends it as a file or as a URL
 SSE_PING = b": ping\n\n"
 SSE_DONE = b"data: [DONE]\n\n"
 _HEARTBEAT_SECONDS = 15.0
@@ -54,19 +55,26 @@ class ImagesService:
     async def edit(self, form: FormFields, *, request_id: str,
                    base_url: str) -> ImagesResponse | AsyncIterator[bytes]:
         caps = self.runner.capabilities()
-        body = convert_form(form.fields, ImageEditRequest)
-        masks = form.files.get("mask", [])
+        fields = dict(form.fields)
+        if isinstance(fields.get("url"), str):  # `url` once, or `url[]` repeated (vLLM-Omni, SGLang)
+            fields["url"] = [fields["url"]]
+        body = convert_form(fields, ImageEditRequest)
+        masks = form.files.get("mask", []) + form.files.get("mask_image", [])
+        if body.mask_image is not None:
+            masks.append(body.mask_image)  # a URL or data URL, fetched under the same limits
         requested_size = self._check(body, Task.IMAGE_EDIT, caps, param="image", mask=bool(masks))
-        uploads = form.files.get("image", [])
-        if not uploads:
-            raise InvalidRequest("image is required: send one or more image files as 'image' or 'image[]'.",
-                                 param="image")
-        if len(uploads) > caps.max_input_images:
+        uploads, links = form.files.get("image", []), body.url or []
+        if not uploads and not links:
+            raise InvalidRequest("image is required: send one or more image files as 'image' or 'image[]' (or "
+                                 "their URLs as 'url').", param="image")
+        if len(uploads) + len(links) > caps.max_input_images:
             raise InvalidRequest(f"This model takes at most {caps.max_input_images} input image(s); got "
-                                 f"{len(uploads)}.", param="image", code="too_many_images")
+                                 f"{len(uploads) + len(links)}.", param="image", code="too_many_images")
         if len(masks) > 1:
             raise InvalidRequest("Send at most one mask.", param="mask")
         images = await self._decode_images(uploads, caps)
+        if links:
+            images += await load_images(links, self.policy, self.config.max_image_pixels, "url", caps)
         mask = await self._decode_mask(masks[0], images[0].size) if masks else None
         size = requested_size or adapter.size_for_input(*images[0].size, caps)
         return await self._start(body, Task.IMAGE_EDIT, caps, size, images, mask, request_id, base_url, "image_edit")
@@ -87,7 +95,7 @@ class ImagesService:
     # --- shared steps ----------------------------------------------------------------------------------------
     def _check(self, body, task: Task, caps: ModelCapabilities, param: str | None = None,
                mask: bool = False) -> tuple[int, int] | None:
-        return adapter.check_request(body, task, caps, self.config.model_name, cache_enabled=self.config.cache,
+        return adapter.check_request(body, task, caps, self.config.model_names, cache_enabled=self.config.cache,
                                      cache_fixed=self.config.compile or bool(self.config.parallel_type),
                                      param=param, mask=mask)
 
@@ -98,7 +106,9 @@ class ImagesService:
 
         return await asyncio.to_thread(lambda: [decode(i, data) for i, data in enumerate(uploads)])
 
-    async def _decode_mask(self, data: bytes, size: tuple[int, int]):
+    async def _decode_mask(self, data: bytes | str, size: tuple[int, int]):
+        if isinstance(data, str):
+            data = await load_image_bytes(data, self.policy, param="mask_image")
         mask = await asyncio.to_thread(decode_mask, data, max_pixels=self.config.max_image_pixels, param="mask")
         check_mask_size(mask.size, size)
         return mask
@@ -109,7 +119,7 @@ class ImagesService:
         steps, quality = adapter.resolve_steps(body, caps, self.quality_steps)
         request = adapter.to_generation_request(body, task, caps, size=size, steps=steps, images=images, mask=mask,
                                                 request_id=request_id)
-        spec = adapter.OutputSpec(body, size, quality)
+        spec = adapter.OutputSpec(body, size, quality, self.config.default_response_format)
         if stream_prefix is not None and getattr(body, "stream", False):
             return self._stream(request, spec, caps, stream_prefix)
         return await self._respond(request, spec, caps, base_url)

@@ -110,7 +110,7 @@ class VideosService:
         caps = self.runner.capabilities()
         source, param = self._reference_source(body, upload)
         task = Task.IMAGE_TO_VIDEO if source is not None else Task.TEXT_TO_VIDEO
-        settings, sized = adapter.plan_video(body, task, caps, self.config.model_name, param)
+        settings, sized = adapter.plan_video(body, task, caps, self.config.model_names, param)
         reference = None
         if source is not None:
             data = source if isinstance(source, bytes) else await load_image_bytes(source, self.policy, param=param)
@@ -127,21 +127,32 @@ class VideosService:
     @staticmethod
     def _reference_source(body: VideoCreateRequest, upload: bytes | None) -> tuple[bytes | str | None, str]:
         """The input image as uploaded bytes or a URL / data URL, and the parameter that names it."""
-        value = body.input_reference
+        given = [(name, value) for name, value in (("input_reference", body.input_reference),
+                                                    ("image_reference", body.image_reference),
+                                                    ("reference_url", body.reference_url)) if value is not None]
+        if len(given) + (upload is not None) > 1:
+            raise InvalidRequest("Send one input image: an input_reference file or image_url (or vLLM-Omni's "
+                                 "image_reference, or SGLang's reference_url).", param=given[-1][0])
+        name, value = given[0] if given else ("input_reference", None)
         if upload is not None:
-            if value is not None:
-                raise InvalidRequest("Send input_reference as a file or as an image_url, not both.",
-                                     param="input_reference")
             return upload, "input_reference"
+        if name == "reference_url":
+            return value, name
+        if isinstance(value, str) and name == "image_reference":  # vLLM-Omni: JSON text in a form field
+            try:
+                value = msgspec.json.decode(value, type=InputReference)
+            except msgspec.MsgspecError:
+                raise InvalidRequest("image_reference must be JSON: {\"image_url\": \"...\"}.",
+                                     param="image_reference") from None
         if isinstance(value, InputReference):
             if value.file_id:
-                raise InvalidRequest("input_reference.file_id is not supported (this server has no Files API): "
-                                     "upload the image, or give input_reference[image_url].",
-                                     param="input_reference[file_id]", code="unsupported_parameter")
+                raise InvalidRequest(f"{name}.file_id is not supported (this server has no Files API): upload the "
+                                     f"image, or give {name}[image_url].", param=f"{name}[file_id]",
+                                     code="unsupported_parameter")
             if not value.image_url:
-                raise InvalidRequest("input_reference needs an image file or image_url.", param="input_reference")
-            return value.image_url, "input_reference[image_url]"
-        return value or None, "input_reference"
+                raise InvalidRequest(f"{name} needs an image file or image_url.", param=name)
+            return value.image_url, f"{name}[image_url]"
+        return value or None, name
 
     def _new_record(self, settings: adapter.VideoSettings, remixed_from: str | None = None) -> VideoRecord:
         return VideoRecord(id=new_video_id(), model=self.config.model_name, status="queued",

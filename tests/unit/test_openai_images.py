@@ -8,8 +8,10 @@ import json
 import threading
 
 import pytest
-from fakes import IMAGES, INPAINT, TEXT_ONLY, FakeEngine, assert_openai_error, png_bytes, serving
+from fakes import IMAGES, INPAINT, TEXT_ONLY, FakeEngine, assert_openai_error, data_uri, png_bytes, serving
 from PIL import Image
+
+from openai_dit.protocol.models import IMAGE_MODEL_ALIASES
 
 GEN = {"prompt": "a red fox", "size": "64x64", "num_inference_steps": 2}
 
@@ -138,12 +140,28 @@ def test_extensions_reach_the_pipeline_and_accepted_openai_fields():
     with serving(engine) as client:
         response = client.post("/v1/images/generations", json={
             **GEN, "negative_prompt": "blurry", "guidance_scale": 3.5, "seed": 42, "style": "vivid", "user": "u-1",
-            "moderation": "low", "background": "opaque", "model": "fake-model", "unknown_field": 1})
+            "moderation": "low", "background": "opaque", "model": "fake-model", "safety_identifier": "s-1",
+            "complexity": "high", "frame_count": 4, "frame_duration_ms": 100, "svg": {"model": "x"}})
         assert response.status_code == 200, response.text
         call = engine.calls[-1]
         assert (call.negative_prompt, call.guidance_scale, call.seed) == ("blurry", 3.5, 42)
         assert client.post("/v1/images/generations", json={**GEN, "background": "auto"}).json()["background"] == \
             "opaque"
+
+
+@pytest.mark.parametrize(("field", "code"), [("unknown_field", "unknown_parameter"), ("num_inference_step",
+                                             "unknown_parameter"), ("lora", "unsupported_parameter"),
+                                            ("enable_teacache", "unsupported_parameter")])
+def test_a_field_neither_openai_nor_its_peers_define_is_a_400_naming_it(field, code):
+    with serving(FakeEngine(IMAGES)) as client:
+        for route, send in (("/v1/images/generations", "json"), ("/v1/images/edits", "data")):
+            body = {**GEN, field: "1"}
+            files = [("image", ("a.png", png_bytes(), "image/png"))] if send == "data" else None
+            response = client.post(route, **{send: body}, files=files) if files else client.post(route, json=body)
+            error = assert_openai_error(response, 400, field)
+            assert error["code"] == code, error
+        cache = client.post("/v1/images/generations", json={**GEN, "cache": {"enabled": False, "colour": 1}})
+        assert assert_openai_error(cache, 400, "cache.colour")["code"] == "unknown_parameter"
 
 
 @pytest.mark.parametrize(("body", "status", "param"), [
@@ -160,7 +178,8 @@ def test_extensions_reach_the_pipeline_and_accepted_openai_fields():
     ({**GEN, "num_inference_steps": 0}, 400, "num_inference_steps"),
     ({**GEN, "true_cfg_scale": 4.0}, 400, "true_cfg_scale"),
     ({**GEN, "cache": {"rdt": 0.2}}, 400, "cache"),
-    ({**GEN, "model": "dall-e-3"}, 404, "model"),
+    ({**GEN, "model": "gpt-4o"}, 404, "model"),
+    ({**GEN, "model": "sora-2"}, 404, "model"),  # OpenAI's names count on their own routes only
 ])
 def test_bad_generation_requests(body, status, param):
     engine = FakeEngine(IMAGES)
@@ -332,7 +351,7 @@ def test_edit_streams_with_the_edit_event_names():
      {"prompt": "x"}, "mask"),
     ([("image", upload(png_bytes())), ("prompt", upload(b"x"))], {}, "prompt"),
     ([("image", upload(png_bytes()))], {"prompt": "x", "cache[rdt]": "0.1"}, "cache"),
-    ([("image", upload(png_bytes()))], {"prompt": "x", "model": "gpt-image-1"}, "model"),
+    ([("image", upload(png_bytes()))], {"prompt": "x", "model": "gpt-4o"}, "model"),
 ])
 def test_bad_edits(files, data, param):
     engine = FakeEngine(IMAGES)
@@ -401,7 +420,8 @@ def test_variations():
 def test_models_list_and_retrieve():
     with serving(FakeEngine(IMAGES), served_model_name="org/fake-1") as client:
         listing = client.get("/v1/models").json()
-        assert listing["object"] == "list" and [m["id"] for m in listing["data"]] == ["org/fake-1"]
+        assert listing["object"] == "list"
+        assert [m["id"] for m in listing["data"]] == ["org/fake-1", *IMAGE_MODEL_ALIASES]  # an image model
         card = client.get("/v1/models/org/fake-1").json()
         assert card["object"] == "model" and card["owned_by"] and isinstance(card["created"], int)
         assert card["capabilities"]["tasks"] == ["image-edit", "text-to-image"]
@@ -409,6 +429,61 @@ def test_models_list_and_retrieve():
         assert assert_openai_error(client.get("/v1/models/other"), 404, "model")["code"] == "model_not_found"
         assert_openai_error(client.post("/v1/images/generations", json={**GEN, "model": "fake-model"}), 404, "model")
         assert client.post("/v1/images/generations", json={**GEN, "model": "org/fake-1"}).status_code == 200
+
+
+def test_openai_model_names_are_aliases_unless_turned_off_and_dall_e_defaults_to_links():
+    """Open WebUI sends dall-e-2; LangChain's DallEAPIWrapper sends it without response_format and reads .url."""
+    with serving(FakeEngine(IMAGES), served_model_name=["org/fake-1", "fake"]) as client:
+        for model in ("dall-e-2", "dall-e-3"):
+            data = client.post("/v1/images/generations", json={**GEN, "model": model}).json()["data"][0]
+            assert data["url"].startswith("http://") and "b64_json" not in data
+        for model in ("gpt-image-1", "gpt-image-1-mini", "gpt-image-1.5", "fake", None):
+            body = {**GEN, "model": model} if model else GEN
+            assert "b64_json" in client.post("/v1/images/generations", json=body).json()["data"][0]
+        explicit = client.post("/v1/images/generations", json={**GEN, "model": "dall-e-2", "response_format":
+                                                                "b64_json"}).json()["data"][0]
+        assert "b64_json" in explicit
+        assert client.get("/v1/models/dall-e-3").json()["id"] == "dall-e-3"
+        assert_openai_error(client.get("/v1/models/sora-2"), 404, "model")  # not a video model
+    with serving(FakeEngine(IMAGES), no_openai_model_aliases=True, default_response_format="url") as client:
+        assert [m["id"] for m in client.get("/v1/models").json()["data"]] == ["fake-model"]
+        assert_openai_error(client.post("/v1/images/generations", json={**GEN, "model": "dall-e-2"}), 404, "model")
+        assert "url" in client.post("/v1/images/generations", json=GEN).json()["data"][0]  # the operator's default
+
+
+def test_peers_width_and_height_are_a_size_held_to_the_same_rule():
+    engine = FakeEngine(IMAGES)
+    with serving(engine) as client:
+        body = client.post("/v1/images/generations", json={"prompt": "x", "width": 96, "height": 64}).json()
+        assert body["size"] == "96x64" and (engine.calls[-1].width, engine.calls[-1].height) == (96, 64)
+        same = client.post("/v1/images/generations", json={"prompt": "x", "size": "96x64", "width": 96, "height": 64})
+        assert same.status_code == 200
+        assert_openai_error(client.post("/v1/images/generations", json={"prompt": "x", "width": 100, "height": 64}),
+                            400, "width")
+        assert_openai_error(client.post("/v1/images/generations", json={"prompt": "x", "width": 96}), 400, "height")
+        assert_openai_error(client.post("/v1/images/generations", json={"prompt": "x", "size": "64x64", "width": 96,
+                                                                         "height": 64}), 400, "size")
+        form = client.post("/v1/images/edits", data={"prompt": "x", "width": "64", "height": "96"},
+                           files=[("image", upload(png_bytes(40, 30)))])
+        assert form.status_code == 200 and form.json()["size"] == "64x96"
+
+
+def test_edits_take_image_urls_and_vllm_omnis_mask_image():
+    engine = FakeEngine(INPAINT)
+    mask = png_bytes(32, 32, mode="RGBA", color=(0, 0, 0, 0))
+    with serving(engine) as client:
+        by_url = client.post("/v1/images/edits", data={"prompt": "x", "url": data_uri(png_bytes(32, 32)),
+                                                      "mask_image": data_uri(mask)})
+        assert by_url.status_code == 200, by_url.text
+        assert engine.calls[-1].images[0].size == (32, 32) and engine.calls[-1].mask is not None
+        as_file = client.post("/v1/images/edits", data={"prompt": "x"}, files=[
+            ("image", upload(png_bytes(32, 32))), ("mask_image", ("m.png", mask, "image/png"))])
+        assert as_file.status_code == 200, as_file.text
+        both = client.post("/v1/images/edits", data={"prompt": "x", "mask_image": data_uri(mask)},
+                           files=[("image", upload(png_bytes(32, 32))), ("mask", ("m.png", mask, "image/png"))])
+        assert_openai_error(both, 400, "mask")
+        assert_openai_error(client.post("/v1/images/edits", data={"prompt": "x", "url": "http://127.0.0.1:1/a.png"}),
+                            400, "url[0]")  # fetched under the same rules as every image URL
 
 
 def test_bodies_over_the_limit_are_413():

@@ -158,7 +158,7 @@ def test_images_and_videos_share_one_queue_in_arrival_order():
     ({"prompt": "x", "fps": 0}, 400, "fps"),
     ({"prompt": "x", "num_inference_steps": 0}, 400, "num_inference_steps"),
     ({"prompt": "x", "guidance_scale": 5}, 400, "guidance_scale"),  # the fake pipeline takes none
-    ({"prompt": "x", "model": "sora-2"}, 404, "model"),
+    ({"prompt": "x", "model": "dall-e-3"}, 404, "model"),  # an image model's name on the video route
     ({"prompt": "x", "input_reference": {"file_id": "file-abc"}}, 400, "input_reference[file_id]"),
     ({"prompt": "x", "input_reference": {}}, 400, "input_reference"),
     ({"prompt": "x", "input_reference": "data:image/png;base64,AAAA"}, 400, "input_reference"),

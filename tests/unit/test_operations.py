@@ -141,7 +141,7 @@ def test_a_request_over_its_time_limit_is_stopped_and_answered_504():
     engine = FakeEngine(step_delay=0.2)
     with serving(engine, request_timeout=0.3) as client:
         started = time.monotonic()
-        response = client.post("/v1/images/generations", json={**IMAGE, "steps": 50})
+        response = client.post("/v1/images/generations", json={**IMAGE, "num_inference_steps": 50})
         error = assert_openai_error(response, 504)
         assert error["code"] == "request_timeout" and time.monotonic() - started < 2
         wait_until(lambda: engine.cancelled_calls == 1)  # its work was stopped, not left running
