@@ -32,9 +32,10 @@ def _parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_arguments(serve)
     tiny = commands.add_parser("tiny", help="Write a built-in tiny model to a folder (loadable by plain diffusers).")
-    tiny.add_argument("name", help="tiny:flux, small:flux, tiny:flux2-klein, tiny:qwen-image-edit-plus, "
-                      "tiny:wan-t2v or tiny:wan-i2v (the 'tiny:' prefix may be left out)")
-    tiny.add_argument("directory")
+    tiny.add_argument("name", nargs="?", help="a built-in model, e.g. tiny:flux or ltx2 (the 'tiny:' prefix may be "
+                      "left out)")
+    tiny.add_argument("directory", nargs="?")
+    tiny.add_argument("--list", action="store_true", help="list the built-in models")
     return parser
 
 
@@ -214,6 +215,11 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "tiny":
         logging.basicConfig(level=logging.WARNING)
+        if args.list or not (args.name and args.directory):
+            from .models.tiny import builtin_names
+
+            print("\n".join(builtin_names()))
+            return 0 if args.list else 2
         return write_tiny(args.name, args.directory)
     config = config_from_args(args)
     _configure_logging(config)

@@ -26,8 +26,8 @@ class ServerConfig:
 
     # --- server
     model_path: str = _opt("tiny:flux", "Model to serve: a local diffusers folder, a Hugging Face id, or a built-in "
-                           "model (tiny:flux, small:flux, tiny:flux2-klein, tiny:qwen-image-edit-plus, tiny:wan-t2v, "
-                           "tiny:wan-i2v).", group="server")
+                           "tiny model (tiny:<family>, e.g. tiny:flux, tiny:wan-t2v, tiny:ltx2; `openai-dit tiny "
+                           "--list` lists them).", group="server")
     served_model_name: list[str] | None = _opt(
         None, "Names clients may send as `model` (space-separated or repeated; the first is reported; default: the "
         "model path). OpenAI's own names (dall-e-2, dall-e-3, gpt-image-1, gpt-image-1-mini, gpt-image-1.5 on image "

@@ -56,77 +56,80 @@ def node_modules() -> Path:
     return folder
 
 
+# One server per model, shared by the tests of its class and stopped after them (one server runs at a time).
+@pytest.fixture(scope="class")
+def flux(tmp_path_factory):
+    out = tmp_path_factory.mktemp("flux-out")
+    with running_server("--model-path", "tiny:flux", "--cache", "--api-key", API_KEY, "--output-dir", str(out)) as url:
+        yield url
+
+
+@pytest.fixture(scope="class")
+def klein(tmp_path_factory):
+    out, media = tmp_path_factory.mktemp("klein-out"), tmp_path_factory.mktemp("klein-media")
+    with running_server("--model-path", "tiny:flux2-klein", "--api-key", API_KEY, "--output-dir", str(out),
+                        "--allowed-local-media-path", str(media), "--allow-private-urls") as url:
+        url.media = media
+        yield url
+
+
+@pytest.fixture(scope="class")
+def wan(tmp_path_factory):
+    out = tmp_path_factory.mktemp("wan-out")
+    with running_server("--model-path", "tiny:wan-t2v", "--api-key", API_KEY, "--output-dir", str(out)) as url:
+        yield url
+
+
 class TestFlux:
     """Text-to-image: every client's generation path (tiny:flux with cache-dit on, so include_stats has stats)."""
 
-    @pytest.fixture(scope="class")
-    def url(self, tmp_path_factory):
-        out = tmp_path_factory.mktemp("flux-out")
-        with running_server("--model-path", "tiny:flux", "--cache", "--api-key", API_KEY,
-                            "--output-dir", str(out)) as url:
-            yield url
-
-    def test_litellm_image_generation(self, url):
+    def test_litellm_image_generation(self, flux):
         needs("litellm", "litellm")
-        suite(url, "litellm_client.py")
+        suite(flux, "litellm_client.py")
 
-    def test_langchain_dalle_wrapper(self, url):
+    def test_langchain_dalle_wrapper(self, flux):
         needs("langchain_community", "langchain-community")
-        suite(url, "langchain_dalle.py", steps=False)
+        suite(flux, "langchain_dalle.py", steps=False)
 
-    def test_open_webui_generations(self, url):
-        suite(url, "open_webui.py")
+    def test_open_webui_generations(self, flux):
+        suite(flux, "open_webui.py")
 
-    def test_openai_node_images(self, url, node_modules):
-        suite(url, "openai_node.mjs", "--modules", str(node_modules))
+    def test_openai_node_images(self, flux, node_modules):
+        suite(flux, "openai_node.mjs", "--modules", str(node_modules))
 
-    def test_cache_dit_text_to_image_scripts(self, url):
-        out = suite(url, "cache_dit_clients.py")
+    def test_cache_dit_text_to_image_scripts(self, flux):
+        out = suite(flux, "cache_dit_clients.py")
         assert "ok   lightning_include_stats: enable_cache true" in out, out
 
 
 class TestFlux2Klein:
     """Edits with one and several images (tiny:flux2-klein takes up to 4)."""
 
-    @pytest.fixture(scope="class")
-    def url(self, tmp_path_factory):
-        out, media = tmp_path_factory.mktemp("klein-out"), tmp_path_factory.mktemp("klein-media")
-        with running_server("--model-path", "tiny:flux2-klein", "--api-key", API_KEY, "--output-dir", str(out),
-                            "--allowed-local-media-path", str(media), "--allow-private-urls") as url:
-            url.media = media
-            yield url
-
-    def test_litellm_image_edit(self, url):
+    def test_litellm_image_edit(self, klein):
         needs("litellm", "litellm")
-        suite(url, "litellm_client.py", "--only", "edit")
+        suite(klein, "litellm_client.py", "--only", "edit")
 
-    def test_open_webui_edits(self, url):
-        suite(url, "open_webui.py", "--only", "edit")
+    def test_open_webui_edits(self, klein):
+        suite(klein, "open_webui.py", "--only", "edit")
 
-    def test_openai_node_edits(self, url, node_modules):
-        suite(url, "openai_node.mjs", "--modules", str(node_modules), "--only", "images.edit")
+    def test_openai_node_edits(self, klein, node_modules):
+        suite(klein, "openai_node.mjs", "--modules", str(node_modules), "--only", "images.edit")
 
-    def test_cache_dit_flux2_edit_script(self, url):
-        out = suite(url, "cache_dit_clients.py", "--only", "flux2_,edit_local", "--local-media-dir",
-                    str(url.media / "images"), "--http-images")
+    def test_cache_dit_flux2_edit_script(self, klein):
+        out = suite(klein, "cache_dit_clients.py", "--only", "flux2_,edit_local", "--local-media-dir",
+                    str(klein.media / "images"), "--http-images")
         assert "724x1080 -> 720x1072" in out and "ok   edit_local_paths" in out, out
 
 
 class TestWanTextToVideo:
     """Video jobs through LiteLLM and the npm package, and the old Wan text-to-video script over /generate."""
 
-    @pytest.fixture(scope="class")
-    def url(self, tmp_path_factory):
-        out = tmp_path_factory.mktemp("wan-out")
-        with running_server("--model-path", "tiny:wan-t2v", "--api-key", API_KEY, "--output-dir", str(out)) as url:
-            yield url
-
-    def test_litellm_video(self, url):
+    def test_litellm_video(self, wan):
         needs("litellm", "litellm")
-        suite(url, "litellm_client.py")
+        suite(wan, "litellm_client.py")
 
-    def test_openai_node_videos(self, url, node_modules):
-        suite(url, "openai_node.mjs", "--modules", str(node_modules))
+    def test_openai_node_videos(self, wan, node_modules):
+        suite(wan, "openai_node.mjs", "--modules", str(node_modules))
 
-    def test_cache_dit_wan_t2v_script(self, url):
-        suite(url, "cache_dit_clients.py")
+    def test_cache_dit_wan_t2v_script(self, wan):
+        suite(wan, "cache_dit_clients.py")
