@@ -139,7 +139,7 @@ class Videos:
         expect_error(openai.BadRequestError, "seconds", lambda: self.client.videos.create(
             prompt="x", seconds="soon", **args))
         expect_error(openai.NotFoundError, "model", lambda: self.client.videos.create(
-            prompt="x", model="sora-2", **args))
+            prompt="x", model="dall-e-3", **args))  # an image model's name on the video route
         expect_error(openai.NotFoundError, None, lambda: self.client.videos.retrieve("video_" + "0" * 32))
         print("refusals: size, seconds, model, unknown id")
 

@@ -247,7 +247,7 @@ def test_the_openai_sdk_with_and_without_the_key(flux):
     import openai
 
     good = openai.OpenAI(base_url=f"{flux}/v1", api_key=KEY, max_retries=0)
-    assert [model.id for model in good.models.list()] == ["tiny:flux"]
+    assert [model.id for model in good.models.list()][0] == "tiny:flux"
     image = good.images.generate(model="tiny:flux", prompt="a kite", size="64x64", response_format="url")
     assert httpx.get(image.data[0].url).status_code == 200  # a capability link: fetched without the key
     bad = openai.OpenAI(base_url=f"{flux}/v1", api_key="sk-not-the-key", max_retries=0)
