@@ -79,8 +79,11 @@ def _check_launch(config: ServerConfig) -> str | None:
         return f"--data-dir {config.data_path} is not a folder"
     if config.public_url and not config.public_url.startswith(("http://", "https://")):
         return "--public-url must start with http:// or https://"
-    if config.request_timeout < 0 or config.shutdown_timeout < 0:
-        return "--request-timeout and --shutdown-timeout must not be negative"
+    if config.request_timeout < 0 or config.shutdown_timeout < 0 or config.body_timeout < 0:
+        return "--request-timeout, --shutdown-timeout and --body-timeout must not be negative"
+    if config.max_connections < 1 or config.header_timeout <= 0 or config.keep_alive_timeout <= 0 or \
+            config.max_header_kb < 1:
+        return "--max-connections, --header-timeout, --keep-alive-timeout and --max-header-kb must be positive"
     try:
         config.api_keys()
     except OSError as exc:
@@ -127,9 +130,18 @@ def _uvicorn_server(app, config: ServerConfig):
                     self._captured_signals.clear()
 
     # log_config=None: uvicorn's loggers go through ours (request ids included); the drain has already waited for
-    # admitted work, so uvicorn's own wait for open connections is short.
+    # admitted work, so uvicorn's own wait for open connections is short. The h11 protocol, guarded: see
+    # `server.connections`. No `server` header.
+    from .server.connections import ConnectionLimits, guarded_protocol
+
+    body_timeout = min(t for t in (config.body_timeout, config.request_timeout) if t > 0) \
+        if config.body_timeout > 0 else 0.0
+    limits = ConnectionLimits(max_connections=config.max_connections, header_timeout=config.header_timeout,
+                              body_timeout=body_timeout, max_header_bytes=config.max_header_kb * 1024)
     return Server(uvicorn.Config(app, host=config.host, port=config.port, log_level=config.log_level,
-                                 log_config=None, timeout_graceful_shutdown=_CONNECTIONS_GRACE_SECONDS))
+                                 log_config=None, timeout_graceful_shutdown=_CONNECTIONS_GRACE_SECONDS,
+                                 http=guarded_protocol(limits), h11_max_incomplete_event_size=limits.max_header_bytes,
+                                 timeout_keep_alive=config.keep_alive_timeout, server_header=False))
 
 
 def _cuda_device(config: ServerConfig) -> bool:
@@ -228,10 +240,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _configure_logging(config: ServerConfig) -> None:
     """One format for our loggers and uvicorn's, with the id of the HTTP request a line belongs to."""
-    from .server.middleware import RequestIdLogFilter
+    from .server.middleware import RedactQueryFilter, RequestIdLogFilter
 
     rank = f" rank{os.environ['RANK']}" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
     logging.basicConfig(level=config.log_level.upper(),
                         format=f"%(asctime)s{rank} %(levelname)s %(name)s [%(request_id)s]: %(message)s")
     for handler in logging.getLogger().handlers:
         handler.addFilter(RequestIdLogFilter())
+    logging.getLogger("uvicorn.access").addFilter(RedactQueryFilter())

@@ -47,6 +47,19 @@ class ServerConfig:
                                "with the same size, steps and settings; 1 runs every request alone (bit-exact "
                                "reproducible). A batch that runs out of GPU memory is retried one by one.",
                                group="server")
+    max_connections: int = _opt(512, "Open connections at most; beyond them a new one is answered 503 (Retry-After) "
+                                 "and closed.", group="server")
+    header_timeout: float = _opt(10.0, "Seconds a client has to send a request's line and headers, from its first "
+                                 "byte (or from connecting); then the connection is closed.", group="server")
+    body_timeout: float = _opt(120.0, "Seconds a client has to send a request's body after its headers (at most "
+                               "--request-timeout); then it is answered 408 and the connection closed (0: no limit).",
+                               group="server")
+    keep_alive_timeout: float = _opt(5.0, "Seconds an idle keep-alive connection stays open between requests.",
+                                     group="server")
+    max_header_kb: int = _opt(64, "Largest request line and headers (KiB); larger is 431.", group="server")
+    max_pixels_per_job: int | None = _opt(None, "The largest job: width x height x frames x outputs (images or "
+                                          "videos); larger is a 400 before anything is queued. Default: 2.5 M per GiB "
+                                          "of GPU memory (200 M on an 80 GiB GPU), 64 M on the CPU.", group="server")
     max_request_body_mb: float = _opt(64.0, "Largest request body accepted (MiB); larger is 413, refused from its "
                                       "Content-Length or as soon as the stream passes the limit.", group="server")
     request_timeout: float = _opt(600.0, "Seconds an image or /generate request may take, queue included; then its "
@@ -85,6 +98,8 @@ class ServerConfig:
     data_dir: str | None = _opt(None, "Folder for durable state: video jobs (SQLite) and their files. Default: "
                                 "$OPENAI_DIT_DATA_DIR, else $XDG_DATA_HOME/openai-dit (~/.local/share/openai-dit). "
                                 "One server per folder.", group="videos")
+    video_timeout: float = _opt(3600.0, "Seconds a video job may run (from its start); then it stops at its next step "
+                                "and fails with code video_timeout (0: no limit).", group="videos")
     video_ttl: int = _opt(86400, "Seconds a finished video job and its files are kept after it completes or fails.",
                           group="videos")
     video_store_mb: float = _opt(20480.0, "Disk (MiB) for video jobs' files; beyond it the oldest finished jobs "

@@ -17,6 +17,7 @@ __all__ = [
     "QueueFull",
     "RequestCancelled",
     "RequestTimeout",
+    "StorageUnavailable",
     "UnsupportedTask",
     "error_response",
 ]
@@ -116,6 +117,27 @@ class ModelNotReady(APIError):
         return cls("The server lost one of its ranks and is restarting.")
 
 
+class StorageUnavailable(APIError):
+    """The data directory or database cannot take a write: full (507, `storage_full`) or otherwise failing (503,
+    `storage_unavailable`, e.g. read-only). Retryable: the operator frees space, or the store comes back."""
+
+    def __init__(self, full: bool) -> None:
+        super().__init__("The server's storage is full; retry later." if full else
+                         "The server's storage cannot be written now; retry later.",
+                         code="storage_full" if full else "storage_unavailable", headers={"Retry-After": "30"})
+        self.status_code = 507 if full else 503
+        self.error_type = "server_error" if full else "service_unavailable"
+
+    @classmethod
+    def of(cls, exc: BaseException) -> StorageUnavailable:
+        """The error a failed write (an OSError, or the database's own error) stands for."""
+        if isinstance(exc, StorageUnavailable):
+            return exc
+        errno_full = getattr(exc, "errno", None) in (28, 122)  # ENOSPC, EDQUOT
+        text = str(exc).lower()
+        return cls(full=errno_full or "full" in text or "no space" in text)
+
+
 class RequestCancelled(Exception):
     """The request was cancelled (client gone); nobody is left to answer."""
 
@@ -137,6 +159,7 @@ _HTTP_TYPES = {
     413: "invalid_request_error",
     415: "invalid_request_error",
     429: "rate_limit_error",
+    431: "invalid_request_error",
 }
 _HTTP_MESSAGES = {
     404: "Not found.",

@@ -16,6 +16,7 @@ __all__ = [
     "MAX_SIDE",
     "MIN_SIDE",
     "check_frames",
+    "check_job_size",
     "check_mask",
     "check_model",
     "check_steps",
@@ -90,6 +91,21 @@ def check_mask(given: bool, task: Task, caps: ModelCapabilities, model_name: str
     if not given and caps.mask_required and task is Task.IMAGE_EDIT:
         raise InvalidRequest(f"Model '{model_name}' inpaints: send a mask (white where the image is repainted).",
                              param="mask", code="mask_required")
+
+
+def check_job_size(width: int, height: int, frames: int | None, outputs: int, caps: ModelCapabilities, *,
+                   param: str, size_param: str = "size") -> None:
+    """The work budget: pixels x frames x outputs of one job, within the model's largest (--max-pixels-per-job;
+    by default from the device's memory). The 400 names `size_param` when one frame alone is over it, else
+    `param` (the frame count or the number of outputs)."""
+    limit = caps.max_job_pixels
+    work = width * height * (frames or 1) * outputs
+    if limit is not None and work > limit:
+        param = size_param if width * height > limit else param
+        shape = f"{width}x{height}" + (f" x {frames} frames" if frames else "") + \
+            (f" x {outputs} outputs" if outputs > 1 else "")
+        raise InvalidRequest(f"This job is {shape} = {work:,} pixels; this server takes at most {limit:,} per job "
+                             "(--max-pixels-per-job).", param=param, code="job_too_large")
 
 
 def resolve_seed(seed: int | None) -> int:

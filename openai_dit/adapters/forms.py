@@ -98,3 +98,5 @@ def decode_json(body: bytes, cls: type[T]) -> T:
         raise _invalid(exc) from None
     except msgspec.DecodeError:
         raise InvalidRequest("The body is not valid JSON.", code="invalid_json") from None
+    except RecursionError:
+        raise InvalidRequest("The body's JSON is nested too deeply.", code="invalid_json") from None

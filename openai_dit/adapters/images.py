@@ -19,6 +19,7 @@ from ..protocol.models import ModelNames
 from ..types import GenerationRequest, GenerationResult, Task
 from .checks import (
     MAX_SIDE,
+    check_job_size,
     check_mask,
     check_model,
     check_steps,
@@ -129,6 +130,7 @@ def _cache_overrides(body: AnyImageRequest) -> dict | None:
 
 def to_generation_request(body: AnyImageRequest, task: Task, caps: ModelCapabilities, *, size: tuple[int, int],
                           steps: int, images: list, mask=None, request_id: str) -> GenerationRequest:
+    check_job_size(*size, None, body.n, caps, param="n")
     return GenerationRequest(
         task=task,
         prompt=getattr(body, "prompt", ""),

@@ -9,7 +9,7 @@ from ..models.capabilities import ModelCapabilities
 from ..parameters import check_parameters
 from ..protocol.native import OLD_GUIDANCE_SCALE, GenerateRequest, GenerateResponse
 from ..types import GenerationRequest, GenerationResult, Task
-from .checks import check_frames, check_mask, check_steps, check_task, resolve_seed, round_down_size
+from .checks import check_frames, check_job_size, check_mask, check_steps, check_task, resolve_seed, round_down_size
 
 __all__ = [
     "check_request",
@@ -71,6 +71,8 @@ def to_generation_request(body: GenerateRequest, task: Task, caps: ModelCapabili
         num_frames = caps.default_num_frames
     default_width, default_height = caps.default_size(images[0].size if images else None)
     width, height = round_down_size(body.width or default_width, body.height or default_height, caps)
+    check_job_size(width, height, num_frames, body.num_images, caps, size_param="width",
+                   param="num_frames" if task.is_video else "num_images")
     guidance = body.guidance_scale if body.guidance_scale is not None else OLD_GUIDANCE_SCALE
     return GenerationRequest(
         task=task,

@@ -9,6 +9,7 @@ Neither: the model's default frame count.
 from __future__ import annotations
 
 import math
+import re
 
 import msgspec
 
@@ -18,7 +19,15 @@ from ..parameters import check_parameters
 from ..protocol.models import ModelNames
 from ..protocol.videos import VideoCreateRequest
 from ..types import GenerationRequest, Task
-from .checks import check_frames, check_model, check_steps, check_task, requested_size, resolve_seed
+from .checks import (
+    check_frames,
+    check_job_size,
+    check_model,
+    check_steps,
+    check_task,
+    requested_size,
+    resolve_seed,
+)
 
 __all__ = ["MAX_FRAMES", "MAX_SECONDS", "VideoSettings", "frames_for_seconds", "plan_video", "to_generation_request"]
 
@@ -54,11 +63,14 @@ def _format_seconds(value: float) -> str:
     return f"{value:.2f}".rstrip("0").rstrip(".")
 
 
+_SECONDS = re.compile(r"\d{1,4}(?:\.\d{1,6})?")  # plain decimals: no "4_0", "1e1", "inf" or whitespace
+
+
 def _parse_seconds(value: str | float) -> float:
-    try:
+    if isinstance(value, str):
+        seconds = float(value) if _SECONDS.fullmatch(value) else math.nan
+    else:
         seconds = float(value)
-    except ValueError:
-        seconds = math.nan
     if not math.isfinite(seconds) or not 0 < seconds <= MAX_SECONDS:
         raise InvalidRequest(f"seconds must be a number of seconds above 0 and at most {MAX_SECONDS:g}, e.g. \"4\"; "
                              f"got '{str(value)[:20]}'.", param="seconds", code="invalid_seconds")
@@ -102,6 +114,8 @@ def plan_video(body: VideoCreateRequest, task: Task, caps: ModelCapabilities, na
                       "guidance_scale_2": body.guidance_scale_2, "true_cfg_scale": body.true_cfg_scale,
                       "max_sequence_length": body.max_sequence_length}, caps, model_name)
     width, height = size or caps.default_size()
+    check_job_size(width, height, frames, 1, caps, param="num_frames" if body.num_frames is not None else
+                   "seconds" if body.seconds is not None else "size")
     guidance = body.guidance_scale if body.guidance_scale is not None else caps.default_guidance
     settings = VideoSettings(
         task=task.value, prompt=body.prompt, width=width, height=height, num_frames=frames, fps=fps,

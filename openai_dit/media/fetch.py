@@ -153,9 +153,18 @@ def _read_local(path: str, policy: MediaPolicy, param: str) -> bytes:
     if os.path.commonpath([root, real]) != root or not os.path.isfile(real):
         raise InvalidRequest(f"'{param}': no such file under the allowed media folder.", param=param,
                              code="forbidden_path")
-    check_byte_limit(os.path.getsize(real), policy.max_bytes, param)
-    with open(real, "rb") as f:
-        return f.read()
+    try:  # no symlink followed at the last step, and the file opened is still under the root (no swap)
+        fd = os.open(real, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        raise InvalidRequest(f"'{param}': no such file under the allowed media folder.", param=param,
+                             code="forbidden_path") from None
+    with os.fdopen(fd, "rb") as f:
+        opened = os.path.realpath(f"/proc/self/fd/{fd}") if os.path.exists(f"/proc/self/fd/{fd}") else real
+        if os.path.commonpath([root, opened]) != root:
+            raise InvalidRequest(f"'{param}': no such file under the allowed media folder.", param=param,
+                                 code="forbidden_path")
+        check_byte_limit(os.fstat(fd).st_size, policy.max_bytes, param)
+        return f.read(policy.max_bytes + 1)
 
 
 async def load_image_bytes(reference: str, policy: MediaPolicy, *, param: str) -> bytes:

@@ -69,6 +69,7 @@ class ModelCapabilities:
     separate_cfg: str | None = None  # when a call runs separate guidance passes (see `families.Family`)
     vae_slicing: bool = False
     sizes: tuple[tuple[int, int], ...] = ()  # the only sizes it makes (width, height); empty: any multiple
+    max_job_pixels: int | None = None  # the work budget: width x height x frames x outputs per job; None: no limit
 
     def accepts(self, parameter: str) -> bool:
         return parameter in self.call_parameters

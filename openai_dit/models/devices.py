@@ -11,7 +11,12 @@ import re
 
 import torch
 
-__all__ = ["check_device", "cuda_memory", "rank_device", "resolve_dtype", "synchronize"]
+__all__ = ["check_device", "cuda_memory", "default_job_pixels", "rank_device", "resolve_dtype", "synchronize"]
+
+# The default work budget (pixels x frames x outputs per job): 2.5 M per GiB of GPU memory (an 80 GiB H100: 200 M,
+# e.g. 1280x720 x 217 frames; 24 GiB: 60 M), and 64 M on the CPU.
+_JOB_PIXELS_PER_GIB = 2_500_000
+_CPU_JOB_PIXELS = 64_000_000
 
 _DEVICE = re.compile(r"^(cpu|cuda|mps|xpu)(?::(\d+(?:,\d+)*))?$")
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
@@ -88,3 +93,11 @@ def cuda_memory(device: str) -> dict[str, float] | None:
     return {"allocated": float(torch.cuda.memory_allocated(index)),
             "reserved": float(torch.cuda.memory_reserved(index)),
             "max_allocated": float(torch.cuda.max_memory_allocated(index))}
+
+
+def default_job_pixels(device: str) -> int:
+    """The largest job (width x height x frames x outputs) served by default on `device`."""
+    if device.startswith("cuda") and torch.cuda.is_available():
+        total = torch.cuda.get_device_properties(torch.device(device)).total_memory
+        return int(total / 2**30 * _JOB_PIXELS_PER_GIB)
+    return _CPU_JOB_PIXELS

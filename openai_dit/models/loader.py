@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.util
 import json
@@ -16,7 +17,7 @@ from ..config import ServerConfig
 from .attention import apply_attention_backend
 from .cache import CacheController, CacheSettings
 from .capabilities import ModelCapabilities, capabilities_of
-from .devices import rank_device, resolve_dtype
+from .devices import default_job_pixels, rank_device, resolve_dtype
 from .quantization import load_quantization_config, online_quantize_config, quantizes_transformer_at_load
 from .startup import StartupError
 from .tiny import HINTS_FILE, builtin_model_dir, is_builtin
@@ -190,7 +191,8 @@ def load_model(config: ServerConfig, *, world_size: int = 1, local_rank: int = 0
             if getattr(pipe, name, None) is not None:
                 setattr(pipe, name, cache_dit.quantize(getattr(pipe, name), quantize))
 
-    capabilities = capabilities_of(pipe, hints)
+    capabilities = dataclasses.replace(capabilities_of(pipe, hints),
+                                       max_job_pixels=config.max_pixels_per_job or default_job_pixels(device))
     if capabilities.vae_slicing and hasattr(pipe.vae, "enable_slicing"):
         pipe.vae.enable_slicing()  # several videos in one call are decoded one by one
     if config.cache and capabilities.cache_refused:

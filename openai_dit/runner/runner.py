@@ -23,7 +23,7 @@ from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..errors import ModelNotReady, QueueFull, RequestCancelled
+from ..errors import APIError, ModelNotReady, QueueFull, RequestCancelled
 from ..metrics import ServerMetrics
 from ..models.capabilities import ModelCapabilities
 from ..types import GenerationRequest, GenerationResult, Progress
@@ -440,7 +440,10 @@ class Runner:
         try:
             self._settle_job(job, job.finalize(result), produced=result)
         except BaseException as exc:  # noqa: BLE001 - delivered to the awaiting handler
-            logger.exception("encoding the result of request %s failed", job.request.request_id)
+            if isinstance(exc, APIError):  # a refusal the client is told about (e.g. storage full): one line
+                logger.warning("request %s: its result could not be kept: %s", job.request.request_id, exc.code)
+            else:
+                logger.exception("encoding the result of request %s failed", job.request.request_id)
             self._settle_job(job, error=exc)
         finally:
             with self._cv:

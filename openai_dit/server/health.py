@@ -16,12 +16,13 @@ class HealthController(Controller):
     @get("/health", media_type="text/plain", tags=["native"], cache=False,
          summary="Health check: 200 OK, or 503 while loading, draining or after a lost rank")
     async def health(self, state: State) -> Response[str]:
-        if state.lifecycle.readiness == "ready":
+        if state.lifecycle.readiness in ("ready", "storage_unavailable"):  # the old contract: the model is loaded
             return Response("OK", status_code=200, media_type="text/plain", headers=_NO_STORE)
         return Response("Model not loaded", status_code=503, media_type="text/plain", headers=_NO_STORE)
 
     @get(["/ready", "/readyz", "/health/ready"], tags=["probes"],
-         summary="Readiness: 200 {status: ready}; 503 with loading, draining (shutting down) or failed")
+         summary="Readiness: 200 {status: ready}; 503 with loading, draining (shutting down), failed or "
+                 "storage_unavailable (the data directory takes no writes)")
     async def ready(self, state: State) -> Response[dict[str, str]]:
         status = state.lifecycle.readiness
         return Response({"status": status}, status_code=200 if status == "ready" else 503, headers=_NO_STORE)

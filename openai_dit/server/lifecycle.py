@@ -36,12 +36,15 @@ class Lifecycle:
 
     @property
     def readiness(self) -> str:
-        """ready, loading, draining or failed (a lost rank, a model that failed to load)."""
+        """ready, loading, draining, failed (a lost rank, a model that failed to load) or storage_unavailable (the
+        data directory takes no writes: full or read-only)."""
         if not self.runner.alive:
             return "failed"
         if self.runner.draining:
             return "draining"
-        return "ready" if self.runner.ready else "loading"
+        if not self.runner.ready:
+            return "loading"
+        return "ready" if self.videos.store_writable() else "storage_unavailable"
 
     @property
     def live(self) -> bool:

@@ -25,8 +25,8 @@ from ..errors import AuthenticationFailed, error_response
 from ..metrics import ServerMetrics
 from ..serving.output_store import NAME_PATTERN
 
-__all__ = ["PUBLIC_PATHS", "ApiKeys", "HttpActivity", "RequestIdLogFilter", "api_key_gate", "is_public",
-           "request_context", "routed_path"]
+__all__ = ["PUBLIC_PATHS", "ApiKeys", "HttpActivity", "RedactQueryFilter", "RequestIdLogFilter", "api_key_gate",
+           "is_public", "request_context", "routed_path"]
 
 request_id_var: ContextVar[str] = ContextVar("openai_dit_request_id", default="-")
 
@@ -111,6 +111,21 @@ class HttpActivity:
 
     def __init__(self) -> None:
         self.in_flight = 0
+
+
+_SECRET_QUERY = re.compile(r"((?:^|[?&])(?:api[_-]?key|key|token|access[_-]?token|secret|password)=)[^&\s]*", re.I)
+
+
+class RedactQueryFilter(logging.Filter):
+    """uvicorn's access log prints the full path: values of query parameters that look like secrets (`api_key=`,
+    `token=`, ...) are replaced with `***` (the key gate never reads them, but a client may still send them)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and len(record.args) >= 3 and isinstance(record.args[2], str):
+            args = list(record.args)
+            args[2] = _SECRET_QUERY.sub(r"\1***", args[2])
+            record.args = tuple(args)
+        return True
 
 
 class RequestIdLogFilter(logging.Filter):

@@ -9,6 +9,7 @@ from ..adapters.forms import decode_json
 from ..protocol.native import FlushCacheResponse, GenerateRequest, GenerateResponse, ModelInfoResponse
 from .disconnect import cancel_on_disconnect
 from .docs import documented, error_responses, json_schema
+from .forms import read_body
 
 __all__ = ["NativeController"]
 
@@ -24,7 +25,7 @@ class NativeController(Controller):
           operation_class=documented(body={"json": json_schema(GenerateRequest)}),
           summary="Generate images or a video (the old cache-dit contract)")
     async def generate(self, request: Request, state: State) -> GenerateResponse:
-        body = decode_json(await request.body(), GenerateRequest)
+        body = decode_json(await read_body(request), GenerateRequest)
         work = state.native.generate(body, request.state.request_id)
         return await cancel_on_disconnect(request, work, state.config.request_timeout)
 

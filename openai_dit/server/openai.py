@@ -17,7 +17,7 @@ from ..protocol.models import ModelCard, ModelList
 from ..serving.images import FILE_FIELDS, TEXT_OR_FILE_FIELDS
 from .disconnect import cancel_on_disconnect
 from .docs import documented, error_responses, form_schema, json_schema
-from .forms import read_form
+from .forms import read_body, read_form
 
 __all__ = ["ImagesController", "ModelsController"]
 
@@ -54,7 +54,7 @@ class ImagesController(Controller):
     @post("/generations", status_code=200, responses=_GENERATION_ERRORS, operation_class=_GENERATION_DOC,
           summary="Create images from a prompt (JSON; stream=true for SSE)")
     async def generations(self, request: Request, state: State) -> Response:
-        body = decode_json(await request.body(), ImageGenerationRequest)
+        body = decode_json(await read_body(request), ImageGenerationRequest)
         work = state.images.generate(body, request_id=request.state.request_id, base_url=_base_url(request, state))
         return await _answer(request, state, work)
 

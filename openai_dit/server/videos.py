@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
+import mimetypes
+from collections.abc import AsyncIterator
+
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery
-from litestar.response import File
+from litestar.response import Stream
 
 from ..adapters.forms import decode_json
 from ..protocol.videos import Video, VideoCreateRequest, VideoDeleted, VideoList, VideoRemixRequest
 from ..serving.videos import FILE_FIELDS
 from .docs import documented, error_responses, form_schema, json_schema
 from .exceptions import handle_exception_no_retry
-from .forms import FORM_CONTENT_TYPES, read_form
+from .forms import FORM_CONTENT_TYPES, read_body, read_form
 
 __all__ = ["VideosController"]
+
+_CHUNK = 1024 * 1024
+
+
+async def _chunks(file) -> AsyncIterator[bytes]:
+    """An open file's bytes, read off the event loop; closed at the end or when the client leaves."""
+    try:
+        while chunk := await asyncio.to_thread(file.read, _CHUNK):
+            yield chunk
+    finally:
+        file.close()
 
 _NO_RETRY = {Exception: handle_exception_no_retry}
 _REMIX_DOC = documented(body={"json": json_schema(VideoRemixRequest)})
@@ -35,7 +50,7 @@ class VideosController(Controller):
             form = await read_form(request, FILE_FIELDS, object_fields=FILE_FIELDS,
                                    expected="multipart/form-data or JSON")
             return await state.videos.create_from_form(form)
-        return await state.videos.create_from_json(decode_json(await request.body(), VideoCreateRequest))
+        return await state.videos.create_from_json(decode_json(await read_body(request), VideoCreateRequest))
 
     @get("", responses=error_responses(400), summary="List video jobs, newest first (after, limit, order)")
     async def list_videos(self, state: State, after: FromQuery[str | None] = None,
@@ -56,15 +71,15 @@ class VideosController(Controller):
 
     @get("/{video_id:str}/content", responses=error_responses(400, 404, 409),
          summary="The MP4 (variant=video), a thumbnail (WebP) or a spritesheet (JPEG)")
-    async def content(self, video_id: FromPath[str], state: State, variant: FromQuery[str | None] = None) -> File:
-        path, media_type = state.videos.content(video_id, variant)
-        extension = path.suffix
-        return File(path=path, media_type=media_type, filename=f"{video_id}{extension}",
-                    content_disposition_type="inline")
+    async def content(self, video_id: FromPath[str], state: State, variant: FromQuery[str | None] = None) -> Stream:
+        file, size, media_type = await state.videos.content(video_id, variant)
+        extension = mimetypes.guess_extension(media_type) or ""
+        return Stream(_chunks(file), media_type=media_type, headers={
+            "Content-Length": str(size), "Content-Disposition": f'inline; filename="{video_id}{extension}"'})
 
     @post("/{video_id:str}/remix", status_code=200, exception_handlers=_NO_RETRY, operation_class=_REMIX_DOC,
           responses=error_responses(400, 404, 409, 413, 429, 503),
           summary="A new job with a completed video's settings (seed and input image included) and a new prompt")
     async def remix(self, video_id: FromPath[str], request: Request, state: State) -> Video:
-        body = decode_json(await request.body(), VideoRemixRequest)
+        body = decode_json(await read_body(request), VideoRemixRequest)
         return await state.videos.remix(video_id, body.prompt)

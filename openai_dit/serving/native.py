@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from pathlib import Path
 
@@ -37,6 +38,8 @@ class NativeService:
         if not _SUBDIR.match(sub) or ".." in sub.split("/"):
             raise InvalidRequest("output_dir must be a relative subfolder name (letters, digits, '.', '_', '-') "
                                  "inside the server's output folder.", param="output_dir")
+        if not _inside(root / sub, root):  # a symlink planted inside the output folder leads out of it
+            raise InvalidRequest("output_dir leads outside the server's output folder.", param="output_dir")
         return root / sub
 
     async def generate(self, body: GenerateRequest, request_id: str) -> GenerateResponse:
@@ -72,12 +75,14 @@ class NativeService:
         """Runs on an encoder thread, so the generation thread is already on the next request."""
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)
+            if not _inside(folder, Path(self.config.output_dir).resolve()):  # swapped for a symlink meanwhile
+                raise InvalidRequest("output_dir leads outside the server's output folder.", param="output_dir")
         if result.videos is not None:
             data = encode_video(result.videos[0], request.fps or 16, audio=result.audio_track(0))
             if folder is None:
                 return None, to_base64(data)
             path = folder / f"{request_id}.mp4"
-            path.write_bytes(data)
+            _write_new(path, data)
             return None, str(path)
         outputs = []
         for index, pixels in enumerate(result.images):
@@ -86,7 +91,7 @@ class NativeService:
                 outputs.append(to_base64(data))
             else:
                 path = folder / f"{request_id}-{index}.png"
-                path.write_bytes(data)
+                _write_new(path, data)
                 outputs.append(str(path))
         return outputs, None
 
@@ -120,3 +125,15 @@ class NativeService:
         self.runner.capabilities()  # 503 while loading
         await self.runner.call(lambda engine: engine.flush())
         return FlushCacheResponse(message="Cache flushed successfully")
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """Whether `path`, its symlinks resolved, is `root` or below it."""
+    return path.resolve().is_relative_to(root)
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    """A new file (request ids name them), never through a symlink."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)

@@ -19,18 +19,20 @@ from PIL import Image
 
 from ..adapters import videos as adapter
 from ..config import ServerConfig
-from ..errors import APIError, ModelNotReady, NotFound, RequestCancelled
+from ..errors import APIError, ModelNotReady, NotFound, RequestCancelled, StorageUnavailable
 from ..media import decode_image, encode_image, encode_spritesheet, encode_video
 from ..runner import Runner
 from ..types import GenerationResult, Progress
-from .video_store import ARTIFACTS, REFERENCE_FILE, VideoRecord, VideoStore
+from .video_store import ARTIFACTS, REFERENCE_FILE, VideoRecord, VideoStore, storage_errors
 
-__all__ = ["LiveJob", "VideoJobs"]
+__all__ = ["LiveJob", "Outcome", "VideoJobs"]
 
 logger = logging.getLogger("openai_dit.videos")
 
 DENOISING_SHARE = 90  # progress points of the denoising steps; encoding the outputs takes it up to 99
 _SWEEP_SECONDS = 60.0
+_RETRY_SECONDS = 2.0  # how soon an outcome the store refused is written again
+_PROBE_SECONDS = 2.0  # how often /ready writes a probe file
 
 
 @dataclass
@@ -42,6 +44,21 @@ class LiveJob:
     progress: int = 0
     started_at: float | None = None
     deleted: bool = False
+    timed_out: bool = False  # stopped by --video-timeout
+    deadline: asyncio.TimerHandle | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a job ended (completed when `error_code` is None), kept in memory until the store has recorded it."""
+
+    error_code: str | None = None
+    error_message: str | None = None
+    added_bytes: int = 0
+
+    @property
+    def status(self) -> str:
+        return "failed" if self.error_code else "completed"
 
 
 class VideoJobs:
@@ -50,6 +67,9 @@ class VideoJobs:
         self.config = config
         self.store = store
         self._live: dict[str, LiveJob] = {}
+        self._unrecorded: dict[str, Outcome] = {}  # outcomes the store refused to record yet (full, read-only)
+        self._writable, self._probed_at = True, -_PROBE_SECONDS
+        self._retry = asyncio.Event()  # set when an outcome waits to be recorded
         self._drivers: set[asyncio.Task] = set()  # one per admitted job, until its outcome is recorded
         self._background: list[asyncio.Task] = []  # the sweeper and the resumption of queued jobs
         self._stopping = False
@@ -82,10 +102,16 @@ class VideoJobs:
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, *self._drivers, return_exceptions=True)
+        try:
+            self._record_unrecorded()
+        except StorageUnavailable:  # the records stay as they were: the next start resolves them
+            logger.warning("%d video outcome(s) could not be recorded before stopping", len(self._unrecorded))
         self.store.close()
 
     async def sweep(self) -> None:
-        """Remove expired jobs, and the oldest finished ones while the store is over its bounds."""
+        """Record outcomes the store refused before, remove expired jobs, and the oldest finished ones while the
+        store is over its bounds."""
+        self._record_unrecorded()
         removed = self.store.remove_expired_and_excess(max_bytes=int(self.config.video_store_mb * 1024 * 1024),
                                                        max_jobs=self.config.max_video_jobs)
         for storage in removed:
@@ -94,11 +120,52 @@ class VideoJobs:
     async def _sweep_forever(self) -> None:
         interval = min(_SWEEP_SECONDS, max(1.0, self.config.video_ttl / 2))
         while True:
-            await asyncio.sleep(interval)
+            try:  # an outcome the store refused wakes it at once, then it retries every few seconds
+                await asyncio.wait_for(self._retry.wait(), _RETRY_SECONDS if self._unrecorded else interval)
+                await asyncio.sleep(_RETRY_SECONDS)
+            except asyncio.TimeoutError:
+                pass
+            self._retry.clear()
             try:
                 await self.sweep()
+            except StorageUnavailable as exc:
+                logger.warning("video store: %s (%d outcome(s) waiting to be recorded)", exc.code,
+                               len(self._unrecorded))
             except Exception:  # noqa: BLE001 - the next sweep tries again
                 logger.exception("sweeping expired video jobs failed")
+
+    def store_writable(self) -> bool:
+        """Whether the data directory takes writes (probed at most every few seconds)."""
+        now = time.monotonic()
+        if now - self._probed_at >= _PROBE_SECONDS:
+            self._writable, self._probed_at = self.store.writable(), now
+        return self._writable
+
+    def unrecorded(self, video_id: str) -> Outcome | None:
+        """How a job ended, while the store has not recorded it yet."""
+        return self._unrecorded.get(video_id)
+
+    def _record_outcome(self, record: VideoRecord, outcome: Outcome) -> bool:
+        """Write how a job ended; where the store refuses, keep it (clients see it) and retry on every sweep.
+        False when the record is gone (deleted meanwhile)."""
+        try:
+            recorded = self.store.finish(record.id, ttl_seconds=self.config.video_ttl, added_bytes=outcome.added_bytes,
+                                         error_code=outcome.error_code, error_message=outcome.error_message)
+        except StorageUnavailable as exc:
+            logger.warning("video %s %s, but the store cannot record it (%s): retried until it can", record.id,
+                           outcome.status, exc.code)
+            self._unrecorded[record.id] = outcome
+            self._retry.set()
+            return True
+        self._unrecorded.pop(record.id, None)
+        return recorded
+
+    def _record_unrecorded(self) -> None:
+        for video_id, outcome in list(self._unrecorded.items()):
+            self.store.finish(video_id, ttl_seconds=self.config.video_ttl, added_bytes=outcome.added_bytes,
+                              error_code=outcome.error_code, error_message=outcome.error_message)
+            del self._unrecorded[video_id]
+            logger.info("video %s: its outcome (%s) is recorded now", video_id, outcome.status)
 
     async def _resume(self, records: list[VideoRecord]) -> None:
         if not records:
@@ -114,15 +181,14 @@ class VideoJobs:
             if self.store.get(record.id) is None:
                 continue  # deleted meanwhile
             if record.model != self.config.model_name:
-                self.store.finish(record.id, ttl_seconds=self.config.video_ttl, error_code="model_changed",
-                                  error_message=f"The server now serves '{self.config.model_name}', not "
-                                  f"'{record.model}'; create the video again.")
+                self._record_outcome(record, Outcome("model_changed", f"The server now serves "
+                                                     f"'{self.config.model_name}', not '{record.model}'; create the "
+                                                     "video again."))
                 continue
             try:
                 reference = await self.reference_of(record)
             except NotFound as exc:
-                self.store.finish(record.id, ttl_seconds=self.config.video_ttl, error_code=exc.code,
-                                  error_message=exc.message)
+                self._record_outcome(record, Outcome(exc.code, exc.message))
                 continue
             self._admit(record, reference, readmit=True)
 
@@ -181,7 +247,8 @@ class VideoJobs:
 
     def _write_reference(self, record: VideoRecord, image: Image.Image) -> int:
         data = encode_image(np.asarray(image), "png")
-        (self.store.folder(record) / REFERENCE_FILE).write_bytes(data)
+        with storage_errors():
+            (self.store.folder(record) / REFERENCE_FILE).write_bytes(data)
         return len(data)
 
     def _admit(self, record: VideoRecord, reference: Image.Image | None, *, readmit: bool = False) -> LiveJob:
@@ -207,10 +274,21 @@ class VideoJobs:
         return live
 
     def _started(self, video_id: str, live: LiveJob) -> None:
+        """On the event loop, when the runner starts the job: in progress, under --video-timeout from now."""
         live.status = "in_progress"
         live.started_at = time.monotonic()
-        if not live.deleted:
+        if self.config.video_timeout > 0:
+            live.deadline = asyncio.get_running_loop().call_later(self.config.video_timeout, self._time_out, live)
+        if live.deleted:
+            return
+        try:
             self.store.set_status(video_id, "in_progress")
+        except StorageUnavailable as exc:  # the status lives on in memory; the outcome is recorded (or retried)
+            logger.warning("video %s: the store cannot record that it started (%s)", video_id, exc.code)
+
+    def _time_out(self, live: LiveJob) -> None:
+        live.timed_out = True
+        self.runner.cancel(live.job)  # stops at its next denoising step
 
     def _write_outputs(self, record: VideoRecord, result: GenerationResult, live: LiveJob) -> int:
         """Encode the MP4, the thumbnail (the middle frame) and the spritesheet into the job's folder."""
@@ -222,48 +300,73 @@ class VideoJobs:
             "spritesheet": lambda: encode_spritesheet(frames),
         }
         written = 0
-        for index, (variant, encode) in enumerate(encoders.items()):
-            data = encode()
-            name = ARTIFACTS[variant][0]
-            partial = folder / f".{name}.part"
-            partial.write_bytes(data)
-            os.replace(partial, folder / name)
-            written += len(data)
-            _advance(live, DENOISING_SHARE + (99 - DENOISING_SHARE) * (index + 1) // len(encoders))
+        try:
+            for index, (variant, encode) in enumerate(encoders.items()):
+                data = encode()
+                name = ARTIFACTS[variant][0]
+                partial = folder / f".{name}.part"
+                partial.write_bytes(data)
+                os.replace(partial, folder / name)
+                written += len(data)
+                _advance(live, DENOISING_SHARE + (99 - DENOISING_SHARE) * (index + 1) // len(encoders))
+        except OSError as exc:  # nothing half-written stays: the job fails as a whole
+            for name, _ in ARTIFACTS.values():
+                (folder / f".{name}.part").unlink(missing_ok=True)
+                (folder / name).unlink(missing_ok=True)
+            raise StorageUnavailable.of(exc) from exc
         return written
 
     async def _drive(self, record: VideoRecord, live: LiveJob) -> None:
-        """Await the job's work and record how it ended."""
-        ttl = self.config.video_ttl
+        """Await the job's work and record how it ended. Never raises: a store that refuses a write keeps the
+        outcome in memory (and retries), so no job is left queued or in progress by a failed write."""
+        try:
+            outcome = await self._run(record, live)
+            if outcome is not None and self._record_outcome(record, outcome) and outcome.status == "completed":
+                logger.info("video %s completed", record.id)
+                await self.sweep()  # keep the store within its bounds
+        except Exception:  # noqa: BLE001 - a driver never dies silently
+            logger.exception("video %s: recording its outcome failed", record.id)
+        finally:
+            if live.deadline is not None:
+                live.deadline.cancel()
+            self._live.pop(record.id, None)
+            if live.deleted:
+                await asyncio.to_thread(self.store.remove_folder, record.storage)
+
+    async def _run(self, record: VideoRecord, live: LiveJob) -> Outcome | None:
+        """The job's outcome; None when there is nothing to record (deleted, or left to the next start)."""
         try:
             written = await self.runner.wait(live.job)
         except (RequestCancelled, ModelNotReady) as exc:
             if live.deleted:
                 logger.info("video %s deleted", record.id)
+            elif live.timed_out:
+                logger.warning("video %s: stopped after --video-timeout", record.id)
+                return Outcome("video_timeout", f"The video did not finish within the server's time limit of "
+                                                f"{self.config.video_timeout:g} seconds.")
             elif self._stopping:
-                self.store.set_status(record.id, "queued")  # the next start runs it again
-                logger.info("video %s stopped by the shutdown; queued for the next start", record.id)
+                self._requeue(record)
             elif isinstance(exc, ModelNotReady):
                 # The engine died (a rank was lost) and the process exits: the record stays as it is, and the
                 # next start resolves it (a queued job runs; one that was running fails as server_restarted).
                 logger.warning("video %s left to the next start: %s", record.id, exc.message)
             else:
-                self.store.finish(record.id, ttl_seconds=ttl, error_code="cancelled",
-                                  error_message=getattr(exc, "message", "The video was cancelled."))
+                return Outcome("cancelled", getattr(exc, "message", "The video was cancelled."))
+            return None
         except Exception as exc:  # noqa: BLE001 - recorded on the job; the runner logged the traceback
             code, message = "generation_failed", "The video could not be generated; the server log has details."
             if isinstance(exc, APIError):
                 code, message = exc.code or code, exc.message
-            self.store.finish(record.id, ttl_seconds=ttl, error_code=code, error_message=message)
             logger.warning("video %s failed: %s", record.id, code)
-        else:
-            if self.store.finish(record.id, ttl_seconds=ttl, added_bytes=written):
-                logger.info("video %s completed", record.id)
-                await self.sweep()  # keep the store within its bounds
-        finally:
-            self._live.pop(record.id, None)
-            if live.deleted:
-                await asyncio.to_thread(self.store.remove_folder, record.storage)
+            return Outcome(code, message)
+        return Outcome(added_bytes=written)
+
+    def _requeue(self, record: VideoRecord) -> None:
+        try:
+            self.store.set_status(record.id, "queued")  # the next start runs it again
+            logger.info("video %s stopped by the shutdown; queued for the next start", record.id)
+        except StorageUnavailable as exc:  # recorded as running: the next start fails it as server_restarted
+            logger.warning("video %s stopped by the shutdown; the store cannot requeue it (%s)", record.id, exc.code)
 
 
 def _advance(live: LiveJob, value: int) -> None:

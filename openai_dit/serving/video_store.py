@@ -8,6 +8,7 @@ One server holds the directory at a time (an exclusive lock, released when the p
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import re
@@ -24,8 +25,9 @@ from pathlib import Path
 import msgspec
 
 from ..adapters.videos import VideoSettings
+from ..errors import StorageUnavailable
 
-__all__ = ["ARTIFACTS", "FINISHED", "DataDirInUse", "VideoRecord", "VideoStore", "new_video_id"]
+__all__ = ["ARTIFACTS", "FINISHED", "DataDirInUse", "VideoRecord", "VideoStore", "new_video_id", "storage_errors"]
 
 ARTIFACTS = {"video": ("video.mp4", "video/mp4"), "thumbnail": ("thumbnail.webp", "image/webp"),
              "spritesheet": ("spritesheet.jpg", "image/jpeg")}
@@ -84,6 +86,15 @@ _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM videos"
 _LIVE = "(expires_at IS NULL OR expires_at > ?)"  # not expired at the time given
 
 
+@contextmanager
+def storage_errors() -> Iterator[None]:
+    """A write the disk or the database refuses (full, read-only, failing) is a StorageUnavailable."""
+    try:
+        yield
+    except (sqlite3.OperationalError, OSError) as exc:
+        raise StorageUnavailable.of(exc) from exc
+
+
 def _record(row: tuple) -> VideoRecord:
     values = dict(zip(_COLUMNS, row, strict=True))
     values["settings"] = msgspec.json.decode(values["settings"], type=VideoSettings)
@@ -121,18 +132,34 @@ class VideoStore:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._mutex:
+        with self._mutex, storage_errors():
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
 
     def _query(self, sql: str, params: tuple = ()) -> list[tuple]:
-        with self._mutex:
+        with self._mutex, storage_errors():
             return self._db.execute(sql, params).fetchall()
+
+    def writable(self) -> bool:
+        """Whether the jobs' folder takes a write now (a probe file written and removed)."""
+        probe = self.files_root / ".write-probe"
+        try:
+            with open(probe, "wb") as f:
+                f.write(b"\0" * 4096)
+                f.flush()
+                os.fsync(f.fileno())
+            probe.unlink()
+            return True
+        except OSError:
+            with contextlib.suppress(OSError):
+                probe.unlink(missing_ok=True)
+            return False
 
     # --- files -----------------------------------------------------------------------------------------------
     def folder(self, record: VideoRecord) -> Path:
@@ -140,7 +167,8 @@ class VideoStore:
 
     def new_folder(self) -> str:
         storage = secrets.token_hex(16)
-        (self.files_root / storage).mkdir()
+        with storage_errors():
+            (self.files_root / storage).mkdir()
         return storage
 
     def remove_folder(self, storage: str) -> None:
@@ -149,7 +177,7 @@ class VideoStore:
     def remove_orphan_folders(self) -> int:
         """Folders no record names (left by a crash between writing files and recording them)."""
         known = {row[0] for row in self._query("SELECT storage FROM videos")}
-        orphans = [p for p in self.files_root.iterdir() if p.is_dir() and p.name not in known]
+        orphans = [p for p in self.files_root.iterdir() if p.is_dir() and p.name not in known]  # not the probe file
         for path in orphans:
             shutil.rmtree(path, ignore_errors=True)
         return len(orphans)

@@ -7,8 +7,10 @@ queue (the same queue as image requests, first come first served) before `POST /
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import os
 import time
-from pathlib import Path
+from typing import BinaryIO
 
 import msgspec
 
@@ -91,8 +93,9 @@ class VideosService:
         await self.jobs.forget(record)
         return VideoDeleted(id=record.id)
 
-    def content(self, video_id: str, variant: str | None) -> tuple[Path, str]:
-        """(file, media type) of a completed video's MP4, thumbnail or spritesheet."""
+    async def content(self, video_id: str, variant: str | None) -> tuple[BinaryIO, int, str]:
+        """A completed video's MP4, thumbnail or spritesheet: the file, opened (so a DELETE that removes it meanwhile
+        cannot take it from under the download), its size and media type. The caller closes it."""
         if variant not in (None, *ARTIFACTS):
             raise InvalidRequest(f"variant must be one of {', '.join(ARTIFACTS)}.", param="variant")
         record = self._record(video_id)
@@ -100,10 +103,12 @@ class VideosService:
             raise Conflict(f"Video '{video_id}' is {record.status}; its content exists once it is completed.",
                            code="video_not_ready")
         name, media_type = ARTIFACTS[variant or "video"]
-        path = self.store.folder(record) / name
-        if not path.is_file():
-            raise NotFound(f"The {variant or 'video'} of '{video_id}' is no longer available.", code="not_found")
-        return path, media_type
+        try:
+            file = await asyncio.to_thread(open, self.store.folder(record) / name, "rb")
+        except OSError:  # deleted or expired meanwhile
+            raise NotFound(f"The {variant or 'video'} of '{video_id}' is no longer available.",
+                           code="not_found") from None
+        return file, os.fstat(file.fileno()).st_size, media_type
 
     # --- creating jobs ---------------------------------------------------------------------------------------
     async def _create(self, body: VideoCreateRequest, upload: bytes | None) -> Video:
@@ -164,9 +169,18 @@ class VideosService:
         record = self.store.get(video_id)
         if record is None:
             raise _not_found(video_id)
-        return record
+        return self._with_outcome(record)
+
+    def _with_outcome(self, record: VideoRecord) -> VideoRecord:
+        """The record as it ended, where the store has not recorded that yet (full or read-only)."""
+        outcome = self.jobs.unrecorded(record.id)
+        if outcome is None:
+            return record
+        return dataclasses.replace(record, status=outcome.status, error_code=outcome.error_code,
+                                   error_message=outcome.error_message)
 
     def _video(self, record: VideoRecord) -> Video:
+        record = self._with_outcome(record)
         status, progress = record.status, 100 if record.status == "completed" else 0
         live = self.jobs.live(record.id)
         if live is not None and status not in FINISHED:

@@ -184,6 +184,33 @@ def test_an_upload_cut_off_midway_leaves_the_server_serving(flux):
     assert response.status_code == 200
 
 
+def test_client_transport_faults_are_one_quiet_line_each_and_not_server_errors(flux):
+    """Clients that leave mid-body and malformed chunked bodies: no traceback, no 5xx in the metrics."""
+    before = metric(flux, "openai_dit_http_requests_total", outcome="server_error")
+    start = len(flux.log.read_text())
+    head = f"POST /v1/images/generations HTTP/1.1\nHost: x\nAuthorization: Bearer {KEY}\n" \
+           "Content-Type: application/json\nContent-Length: 5000\n"
+    for _ in range(4):
+        raw_request(flux, head, b'{"prompt": "', close_after=True)
+    chunked = f"POST /generate HTTP/1.1\nHost: x\nAuthorization: Bearer {KEY}\nContent-Type: application/json\n" \
+              "Transfer-Encoding: chunked\n"
+    for _ in range(3):
+        raw_request(flux, chunked, b"ZZ\r\nnot hex\r\n0\r\n\r\n")
+    wait_until(lambda: httpx.get(f"{flux}/health").status_code == 200)
+    time.sleep(0.5)
+    written = flux.log.read_text()[start:]
+    assert "Traceback" not in written and "internal error" not in written
+    assert metric(flux, "openai_dit_http_requests_total", outcome="server_error") == before
+    assert written.count("the client left while its request body was being read") <= 7  # one line per fault
+
+
+def test_secrets_in_query_strings_never_reach_the_access_log(flux):
+    httpx.get(f"{flux}/v1/models?api_key=sk-leaked-123&token=t0k3n", headers=AUTH, timeout=10)
+    time.sleep(0.3)
+    log = flux.log.read_text()
+    assert "sk-leaked-123" not in log and "t0k3n" not in log and "api_key=***" in log
+
+
 def test_upload_file_names_are_never_paths(flux, tmp_path):
     from PIL import Image
 
