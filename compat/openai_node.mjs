@@ -2,7 +2,7 @@
 //
 //   node compat/openai_node.mjs --url http://127.0.0.1:8000 [--api-key K] [--steps 2] [--modules DIR]
 //
-// The package is loaded from DIR/node_modules (default: $OPENAI_DIT_CACHE/node, else ~/.cache/openai-dit/node),
+// The package is loaded from DIR/node_modules (default: $OPENAI_DIT_TINY_CACHE/node, else ~/.cache/openai-dit/node),
 // installed there with `npm install openai`; it is never part of the repository. What the package sends:
 // images.generate is JSON with unknown keys passed through (num_inference_steps, seed); images.edit is multipart
 // with one file under `image` and several as repeated `image[]`; videos.create is always multipart, extra keys as
@@ -26,7 +26,7 @@ const { values: args } = parseArgs({
     only: { type: 'string', default: '' }, // comma-separated words: run only the checks whose name has one
   },
 });
-const modules = args.modules ?? join(process.env.OPENAI_DIT_CACHE ?? join(homedir(), '.cache', 'openai-dit'), 'node');
+const modules = args.modules ?? join(process.env.OPENAI_DIT_TINY_CACHE ?? join(homedir(), '.cache', 'openai-dit'), 'node');
 const require = createRequire(join(modules, 'package.json'));
 let sdk;
 try {

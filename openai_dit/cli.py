@@ -14,6 +14,8 @@ import threading
 from . import __version__
 from .adapters.images import parse_quality_steps
 from .config import ServerConfig, add_arguments, config_from_args
+from .config_sources import ServeParser
+from .logs import configure_logging
 
 __all__ = ["main"]
 
@@ -27,10 +29,13 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="openai-dit", description="Serve diffusion transformers over HTTP "
                                      "(OpenAI and cache-dit native APIs), accelerated by cache-dit.")
     parser.add_argument("--version", action="version", version=f"openai-dit {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="Start the server.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=ServeParser)
+    serve = commands.add_parser("serve", help="Start the server.", description="Every flag can also be set as the "
+                                "variable OPENAI_DIT_<FLAG> (e.g. OPENAI_DIT_PORT=8001, OPENAI_DIT_CACHE=true; lists "
+                                "space-separated) or as a key of the --config file; precedence: flag > variable > "
+                                "file > default.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_arguments(serve)
+    commands._parser_class = argparse.ArgumentParser  # type: ignore[assignment]  # `tiny` reads no variables
     tiny = commands.add_parser("tiny", help="Write a built-in tiny model to a folder (loadable by plain diffusers).")
     tiny.add_argument("name", nargs="?", help="a built-in model, e.g. tiny:flux or ltx2 (the 'tiny:' prefix may be "
                       "left out)")
@@ -88,6 +93,11 @@ def _check_launch(config: ServerConfig) -> str | None:
         config.api_keys()
     except OSError as exc:
         return f"--api-key-file cannot be read: {exc.strerror}"
+    from .tracing import check_tracing
+
+    problem = check_tracing(config)
+    if problem:
+        return problem
     from .models.options import check_model_options
 
     return check_model_options(config, world_size)
@@ -117,7 +127,7 @@ def _uvicorn_server(app, config: ServerConfig):
 
         async def _drain(self) -> None:
             try:
-                await app.state.lifecycle.drain(config.shutdown_timeout)
+                await app.state.services.lifecycle.drain()
             finally:
                 self.should_exit = True
 
@@ -141,7 +151,9 @@ def _uvicorn_server(app, config: ServerConfig):
     return Server(uvicorn.Config(app, host=config.host, port=config.port, log_level=config.log_level,
                                  log_config=None, timeout_graceful_shutdown=_CONNECTIONS_GRACE_SECONDS,
                                  http=guarded_protocol(limits), h11_max_incomplete_event_size=limits.max_header_bytes,
-                                 timeout_keep_alive=config.keep_alive_timeout, server_header=False))
+                                 server_header=False,
+                                 # typed int, used as seconds for call_later: fractions work
+                                 timeout_keep_alive=config.keep_alive_timeout))  # type: ignore[arg-type]
 
 
 def _cuda_device(config: ServerConfig) -> bool:
@@ -151,9 +163,9 @@ def _cuda_device(config: ServerConfig) -> bool:
 
 
 def serve(config: ServerConfig) -> int:
+    from .jobs.store import DataDirInUse
     from .runner import Runner
     from .server import create_app
-    from .serving.video_store import DataDirInUse
 
     problem = _check_launch(config)
     if problem:
@@ -234,17 +246,6 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if args.list else 2
         return write_tiny(args.name, args.directory)
     config = config_from_args(args)
-    _configure_logging(config)
+    configure_logging(config)
     return serve(config)
 
-
-def _configure_logging(config: ServerConfig) -> None:
-    """One format for our loggers and uvicorn's, with the id of the HTTP request a line belongs to."""
-    from .server.middleware import RedactQueryFilter, RequestIdLogFilter
-
-    rank = f" rank{os.environ['RANK']}" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
-    logging.basicConfig(level=config.log_level.upper(),
-                        format=f"%(asctime)s{rank} %(levelname)s %(name)s [%(request_id)s]: %(message)s")
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(RequestIdLogFilter())
-    logging.getLogger("uvicorn.access").addFilter(RedactQueryFilter())

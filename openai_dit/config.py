@@ -74,6 +74,14 @@ class ServerConfig:
                                    group="server", choices=range(10))
     log_level: str = _opt("info", "Log level.", group="server",
                           choices=("debug", "info", "warning", "error"))
+    log_format: str = _opt("text", "Log line format: text, or json (one object per line: time, level, logger, "
+                           "message, request_id, rank; for log shippers).", group="server", choices=("text", "json"))
+    log_probes: bool = _opt(False, "Also access-log the probe and scrape routes (/health, /ready, /live, "
+                            "/metrics), which are left out by default.", group="server")
+    otlp_traces_endpoint: str | None = _opt(
+        None, "Send OpenTelemetry traces (HTTP requests, queue, denoising steps, decode, encode) to this OTLP "
+        "endpoint, e.g. http://otel-collector:4318/v1/traces (needs pip install 'openai-dit[otel]'; "
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=grpc for gRPC; OTEL_SERVICE_NAME names the service).", group="server")
     # --- security
     api_key: list[str] | None = _opt(None, "An API key clients must send (Authorization: Bearer KEY, or x-api-key: "
                                      "KEY); repeat the flag for several. Also read from $OPENAI_DIT_API_KEY "

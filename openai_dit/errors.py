@@ -1,28 +1,24 @@
-"""The exception tree, and the ONE mapping from any exception to an HTTP status and an OpenAI error body."""
+"""The exception tree of the server: errors a client is told about (APIError and its kinds) and the rest. No web
+framework here: `server/errors.py` maps every exception to a status and the OpenAI error body."""
 
 from __future__ import annotations
-
-import logging
-import re
-from dataclasses import dataclass, field
 
 __all__ = [
     "APIError",
     "AuthenticationFailed",
     "Conflict",
-    "ErrorResponse",
+    "EngineLost",
     "InvalidRequest",
-    "ModelNotReady",
+    "ModelLoading",
     "NotFound",
     "QueueFull",
     "RequestCancelled",
     "RequestTimeout",
+    "ServerDraining",
+    "ServiceUnavailable",
     "StorageUnavailable",
     "UnsupportedTask",
-    "error_response",
 ]
-
-logger = logging.getLogger("openai_dit")
 
 
 class APIError(Exception):
@@ -99,22 +95,36 @@ class QueueFull(APIError):
                          headers={"Retry-After": str(retry_after_s)})
 
 
-class ModelNotReady(APIError):
+class ServiceUnavailable(APIError):
+    """The server cannot take work now (503, retryable): see the three cases below."""
+
     status_code = 503
     error_type = "service_unavailable"
 
-    def __init__(self, message: str = "The model is not loaded yet.") -> None:
+    def __init__(self, message: str) -> None:
         super().__init__(message, code="model_not_ready", headers={"Retry-After": "5"})
 
-    @classmethod
-    def shutting_down(cls) -> ModelNotReady:
-        """The server is draining or stopping: retry elsewhere, or once it is back."""
-        return cls("The server is shutting down.")
 
-    @classmethod
-    def ranks_lost(cls) -> ModelNotReady:
-        """The ranks can no longer work together: the process exits and is restarted."""
-        return cls("The server lost one of its ranks and is restarting.")
+class ModelLoading(ServiceUnavailable):
+    """The model is still loading."""
+
+    def __init__(self) -> None:
+        super().__init__("The model is not loaded yet.")
+
+
+class ServerDraining(ServiceUnavailable):
+    """The server is draining or stopping: retry elsewhere, or once it is back."""
+
+    def __init__(self) -> None:
+        super().__init__("The server is shutting down.")
+
+
+class EngineLost(ServiceUnavailable):
+    """The engine can no longer work (a rank was lost, or the model failed to load): the process exits and is
+    restarted."""
+
+    def __init__(self) -> None:
+        super().__init__("The server lost one of its ranks and is restarting.")
 
 
 class StorageUnavailable(APIError):
@@ -140,74 +150,3 @@ class StorageUnavailable(APIError):
 
 class RequestCancelled(Exception):
     """The request was cancelled (client gone); nobody is left to answer."""
-
-
-@dataclass
-class ErrorResponse:
-    status_code: int
-    body: dict | None  # None: nobody is listening (the client has gone)
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-_HTTP_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    405: "invalid_request_error",
-    408: "timeout_error",
-    413: "invalid_request_error",
-    415: "invalid_request_error",
-    429: "rate_limit_error",
-    431: "invalid_request_error",
-}
-_HTTP_MESSAGES = {
-    404: "Not found.",
-    405: "Method not allowed.",
-    413: "Request body too large.",
-    415: "Unsupported media type.",
-}
-
-
-_MISSING_FIELD = re.compile(r"required field `([^`]+)`")
-
-
-def _body(message: str, error_type: str, param: str | None, code: str | None) -> dict:
-    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
-
-
-def _validation_message(exc) -> tuple[str, str | None]:
-    """Litestar's ValidationException -> (message naming the field, param)."""
-    extra = getattr(exc, "extra", None)
-    if isinstance(extra, list) and extra and isinstance(extra[0], dict):
-        first = extra[0]
-        message = str(first.get("message") or "Invalid request.")
-        param = first.get("key") or None
-        if param in (None, "data", "body"):  # an error about the body as a whole: name the field instead
-            missing = _MISSING_FIELD.search(message)
-            param = missing.group(1) if missing else None
-        if param and param not in message:
-            message = f"{message} (parameter '{param}')"
-        return message, param
-    return "Invalid request body.", None
-
-
-def error_response(exc: BaseException) -> ErrorResponse:
-    """Map any exception to (status, OpenAI error body, headers). Unknown exceptions become a generic 500."""
-    from litestar.exceptions import HTTPException, ValidationException
-
-    if isinstance(exc, RequestCancelled):
-        return ErrorResponse(499, None)  # nginx's "client closed request", for the access log
-    if isinstance(exc, APIError):
-        return ErrorResponse(exc.status_code, _body(exc.message, exc.error_type, exc.param, exc.code), exc.headers)
-    if isinstance(exc, ValidationException):
-        message, param = _validation_message(exc)
-        return ErrorResponse(400, _body(message, "invalid_request_error", param, "invalid_value"))
-    if isinstance(exc, HTTPException) and exc.status_code < 500:
-        status = exc.status_code
-        message = _HTTP_MESSAGES.get(status) or (exc.detail if isinstance(exc.detail, str) else "Bad request.")
-        return ErrorResponse(status, _body(message, _HTTP_TYPES.get(status, "invalid_request_error"), None, None),
-                             dict(exc.headers or {}))
-    logger.error("internal error", exc_info=exc)
-    return ErrorResponse(500, _body("The server had an error while processing your request.", "server_error",
-                                    None, "internal_error"))

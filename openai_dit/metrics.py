@@ -7,9 +7,22 @@ becomes a label.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import platform
+from collections.abc import Callable, Sequence
+from importlib.metadata import PackageNotFoundError, version
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+from prometheus_client import (
+    GC_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily
 
 __all__ = ["CONTENT_TYPE", "ServerMetrics", "outcome_of"]
@@ -20,6 +33,8 @@ disable_created_metrics()  # no `_created` series beside every counter and histo
 
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 3600)
 _BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64)
+# One denoising step: some 10 ms (a small image on a fast GPU, cached steps) to a minute (a long video on a CPU).
+_STEP_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1, 1.5, 2.5, 5, 10, 20, 30, 60)
 
 
 def outcome_of(status: int) -> str:
@@ -44,6 +59,16 @@ class ServerMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        # process_* (CPU, memory, open files, start time), python_info and python_gc_*, as the default registry has.
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        if GC_COLLECTOR is not None:
+            GCCollector(registry=r)
+        self.build_info = Gauge("openai_dit_build_info", "Always 1: the versions of the server and of the libraries "
+                                "it runs on.", ["version", "python", "torch", "diffusers", "cache_dit"], registry=r)
+        self.build_info.labels(*_build_versions()).set(1)
+        self.model_load_seconds = Gauge("openai_dit_model_load_seconds", "Wall time the model took to load and be "
+                                        "placed on its devices (all ranks), set once it is ready.", registry=r)
         self.http_requests = Counter(
             "openai_dit_http_requests", "HTTP requests by route template, method and outcome (status class).",
             ["route", "method", "status", "outcome"], registry=r)
@@ -59,6 +84,9 @@ class ServerMetrics:
                               registry=r)
         self.batch_size = Histogram("openai_dit_batch_size", "Requests per pipeline call.",
                                     buckets=_BATCH_BUCKETS, registry=r)
+        self.step_seconds = Histogram(
+            "openai_dit_denoising_step_seconds", "Time between consecutive denoising steps of a pipeline call "
+            "(once per call, whatever its batch size).", buckets=_STEP_BUCKETS, registry=r)
         self.queue_seconds = Histogram(
             "openai_dit_queue_seconds", "Time from admission until the request's pipeline call started.",
             ["task"], buckets=_LATENCY_BUCKETS, registry=r)
@@ -93,6 +121,11 @@ class ServerMetrics:
         if memory is not None:
             self.registry.register(_MemoryCollector(memory))
 
+    def watch_model(self, model: str, describe: Callable[[], dict | None]) -> None:
+        """`openai_dit_model_info{model, pipeline, device, dtype, cache, compile, world_size}` = 1 once the model
+        is loaded (read from the engine's description at scrape time)."""
+        self.registry.register(_ModelInfoCollector(model, describe))
+
     def observe_http(self, route: str, method: str, status: int, seconds: float) -> None:
         self.http_requests.labels(route, method, str(status), outcome_of(status)).inc()
         self.http_duration.labels(route, method).observe(seconds)
@@ -103,6 +136,11 @@ class ServerMetrics:
         if cached_steps is not None:
             self.cached_steps.inc(cached_steps)
             self.cache_steps.inc(total_steps)
+
+    def observe_steps(self, times: Sequence[float]) -> None:
+        """One pipeline call's step times (monotonic seconds, in order): each interval between consecutive steps."""
+        for before, after in zip(times[:-1], times[1:], strict=True):
+            self.step_seconds.observe(after - before)
 
     def observe_request(self, task: str, outcome: str, *, queue_s: float | None = None,
                         inference_s: float | None = None, e2e_s: float | None = None) -> None:
@@ -123,6 +161,36 @@ class ServerMetrics:
 
     def expose(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _build_versions() -> tuple[str, ...]:
+    def of(package: str) -> str:
+        try:
+            return version(package)
+        except PackageNotFoundError:
+            return ""
+
+    return of("openai-dit"), platform.python_version(), of("torch"), of("diffusers"), of("cache-dit")
+
+
+class _ModelInfoCollector:
+    def __init__(self, model: str, describe: Callable[[], dict | None]) -> None:
+        self._model = model
+        self._describe = describe
+
+    def collect(self):
+        described = self._describe()
+        if described is None:  # still loading
+            return
+        labels = {"model": self._model, "pipeline": str(described.get("pipeline", "")),
+                  "device": str(described.get("device", "")), "dtype": str(described.get("dtype", "")),
+                  "cache": "on" if described.get("cache") else "off",
+                  "compile": "on" if described.get("compile") else "off",
+                  "world_size": str(described.get("world_size", 1))}
+        family = GaugeMetricFamily("openai_dit_model_info", "Always 1: the model served and how it runs.",
+                                   labels=list(labels))
+        family.add_metric(list(labels.values()), 1)
+        yield family
 
 
 class _MemoryCollector:

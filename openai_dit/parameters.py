@@ -29,8 +29,11 @@ class Batching(enum.Enum):
 class Capable(Protocol):
     """What the table reads of a model's capabilities (`models.capabilities.ModelCapabilities`)."""
 
-    fps_keyword: str | None
-    mask_keyword: str | None
+    @property
+    def fps_keyword(self) -> str | None: ...
+
+    @property
+    def mask_keyword(self) -> str | None: ...
 
     def accepts(self, parameter: str) -> bool: ...
 

@@ -99,6 +99,11 @@ class GenerationResult:
     def inference_seconds(self) -> float:
         return self.finished_at - self.started_at
 
+    @property
+    def image_list(self) -> list[np.ndarray]:
+        """The images, one (H, W, 3) array each; none for a video."""
+        return list(self.images) if self.images is not None else []
+
     def audio_track(self, index: int) -> AudioTrack | None:
         """The soundtrack of video `index`, or None."""
         if self.audio is None or self.audio_sample_rate is None:

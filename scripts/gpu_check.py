@@ -249,9 +249,12 @@ def check_batching() -> str:
     executor.run_batch = counting
 
     async def together():
-        blocker = asyncio.ensure_future(runner.submit(image_request(seed=99, steps=12)))  # the others queue behind
+        async def result(request):
+            return (await runner.submit(request).done()).result
+
+        blocker = asyncio.ensure_future(result(image_request(seed=99, steps=12)))  # the others queue behind
         await asyncio.sleep(0.05)
-        results = await asyncio.gather(*(runner.submit(r) for r in requests))
+        results = await asyncio.gather(*(result(r) for r in requests))
         await blocker
         return results
 
@@ -336,7 +339,7 @@ def dry_run(checks: list[Check]) -> int:
     from dataclasses import fields
 
     from openai_dit.models.attention import attention_backends
-    from openai_dit.models.quantization import canonical_quantize_type, quantize_types
+    from openai_dit.models.quantization import canonical_quantize_type, quantize_types, torchao_missing
     from openai_dit.models.tiny import BUILTIN_MODELS
 
     names = {f.name for f in fields(ServerConfig)}
@@ -345,7 +348,10 @@ def dry_run(checks: list[Check]) -> int:
         issues = [key for config in check.configs for key in config if key not in names]
         issues += [model for model in check.models if model not in BUILTIN_MODELS]
         for config in check.configs:
-            if config.get("quantize_type") and canonical_quantize_type(config["quantize_type"]) not in quantize_types():
+            if config.get("quantize_type") and torchao_missing():
+                issues.append(f"quantize_type {config['quantize_type']} needs torchao")
+            elif (config.get("quantize_type")
+                  and canonical_quantize_type(config["quantize_type"]) not in quantize_types()):
                 issues.append(f"quantize_type {config['quantize_type']}")
             if config.get("attn") and config["attn"] not in attention_backends():
                 issues.append(f"attn {config['attn']}")

@@ -17,14 +17,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from openai_dit.config import flag_table  # noqa: E402
+from openai_dit.config_sources import env_name  # noqa: E402
 
 README = ROOT / "README.md"
 _BLOCK = re.compile(r"(<!-- (?P<name>[a-z-]+):begin -->\n).*?(<!-- (?P=name):end -->)", re.S)
 
 
 def flags() -> str:
-    rows = ["| flag | default | what it does |", "|---|---|---|"]
-    rows += [f"| `{flag}` | {f'`{default}`' if default and default != 'off' else default} | {text} |"
+    rows = ["| flag | variable / file key | default | what it does |", "|---|---|---|---|"]
+    rows += [f"| `{flag}` | `{env_name(flag)}` / `{flag.lstrip('-')}` | "
+             f"{f'`{default}`' if default and default != 'off' else default} | {text} |"
              for flag, default, text in flag_table()]
     return "\n".join(rows)
 

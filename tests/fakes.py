@@ -16,7 +16,7 @@ from openai_dit.config import ServerConfig
 from openai_dit.errors import RequestCancelled
 from openai_dit.models.capabilities import ModelCapabilities
 from openai_dit.models.previews import preview_steps
-from openai_dit.runner import Runner
+from openai_dit.runner import Done, Preview, Runner, Started, StepDone
 from openai_dit.types import GenerationRequest, GenerationResult, Progress, Task
 
 TEXT_TO_IMAGE = ModelCapabilities(
@@ -68,8 +68,8 @@ class FakeEngine:
         outputs = sum(r.num_outputs for r in requests)
         began = time.time()
         for step in range(first.num_inference_steps):
-            if self.gate is not None:
-                self.gate.wait(10)
+            while self.gate is not None and not self.gate.wait(0.005) and not cancelled.is_set():
+                pass  # held mid-call; a cancelled call stops at this step, as a real one would
             if cancelled.is_set():
                 self.cancelled_calls += 1
                 raise RequestCancelled()
@@ -104,6 +104,14 @@ class FakeEngine:
         return {"device": "fake", "dtype": "float32", "cache": None, "compile": False}
 
 
+def wait_until(condition, timeout: float = 10.0, interval: float = 0.005) -> None:
+    """Until `condition()` holds (an AssertionError after `timeout` s)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(interval)
+
+
 @contextmanager
 def serving(engine: FakeEngine, **config_overrides):
     """A TestClient on the real app, with the fake engine behind a real Runner (and a fresh data directory unless
@@ -117,9 +125,7 @@ def serving(engine: FakeEngine, **config_overrides):
         runner = Runner(lambda: engine, max_queued=config.max_queued_requests,
                         max_batch_size=config.max_batch_size)
         with TestClient(create_app(config, runner)) as client:
-            deadline = time.monotonic() + 5
-            while not runner.ready and time.monotonic() < deadline:
-                time.sleep(0.01)
+            wait_until(lambda: runner.ready, timeout=5)
             client.runner = runner
             yield client
 
@@ -148,3 +154,18 @@ def assert_openai_error(response, status: int, param: str | None = None) -> dict
     for leak in ("Traceback", "/work/", "/tmp/", "0x7f", "File \""):
         assert leak not in error["message"]
     return error
+
+
+async def run_request(runner: Runner, request: GenerationRequest, on_progress=None) -> GenerationResult:
+    """Submit `request` and follow its events to the result. `on_progress` gets a Progress per event: step 0 when
+    its call starts, then each step, with that step's previews when it has some."""
+    last: Progress | None = None
+    async for event in runner.submit(request):
+        if isinstance(event, Started | StepDone) and on_progress is not None:
+            last = Progress(0 if isinstance(event, Started) else event.step, event.total_steps)
+            on_progress(last)
+        elif isinstance(event, Preview) and last is not None:
+            last.previews, last.preview_index = event.images, event.index
+        elif isinstance(event, Done):
+            return event.result
+    raise AssertionError("the submission ended without a result")

@@ -30,7 +30,7 @@ __all__ = [
 
 MIN_SIDE = 64
 MAX_SIDE = 4096
-_SIZE = re.compile(r"(\d{1,5})x(\d{1,5})")
+_SIZE = re.compile(r"([0-9]{1,5})x([0-9]{1,5})")
 
 
 def check_model(requested: str | None, names: ModelNames, route: str | None) -> None:

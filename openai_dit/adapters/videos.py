@@ -11,9 +11,8 @@ from __future__ import annotations
 import math
 import re
 
-import msgspec
-
 from ..errors import InvalidRequest
+from ..jobs.records import VideoSettings
 from ..models.capabilities import ModelCapabilities
 from ..parameters import check_parameters
 from ..protocol.models import ModelNames
@@ -29,41 +28,17 @@ from .checks import (
     resolve_seed,
 )
 
-__all__ = ["MAX_FRAMES", "MAX_SECONDS", "VideoSettings", "frames_for_seconds", "plan_video", "to_generation_request"]
+__all__ = ["MAX_FRAMES", "MAX_SECONDS", "frames_for_seconds", "plan_video", "to_generation_request"]
 
 MAX_SECONDS = 120.0
 MAX_FRAMES = 1000
-
-
-class VideoSettings(msgspec.Struct, kw_only=True):
-    """Everything a video job needs to run again (a resumed job, a remix), stored with the job as JSON."""
-
-    task: str
-    prompt: str
-    width: int
-    height: int
-    num_frames: int
-    fps: int
-    seconds: str  # as reported on the Video object
-    seed: int
-    num_inference_steps: int
-    negative_prompt: str | None = None
-    guidance_scale: float | None = None
-    guidance_scale_2: float | None = None
-    true_cfg_scale: float | None = None
-    max_sequence_length: int | None = None
-    has_reference: bool = False
-
-    @property
-    def size(self) -> str:
-        return f"{self.width}x{self.height}"
 
 
 def _format_seconds(value: float) -> str:
     return f"{value:.2f}".rstrip("0").rstrip(".")
 
 
-_SECONDS = re.compile(r"\d{1,4}(?:\.\d{1,6})?")  # plain decimals: no "4_0", "1e1", "inf" or whitespace
+_SECONDS = re.compile(r"[0-9]{1,4}(?:\.[0-9]{1,6})?")  # plain decimals: no "4_0", "1e1", "inf" or whitespace
 
 
 def _parse_seconds(value: str | float) -> float:

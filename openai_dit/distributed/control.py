@@ -116,12 +116,13 @@ def open_control_channel(rank: int, world_size: int, group) -> ControlServer | C
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.bind((_bind_address(), 0))
         listener.listen(world_size)
-        address = [(*listener.getsockname(), secrets.token_hex(32))]
+        address: list[tuple | None] = [(*listener.getsockname(), secrets.token_hex(32))]
     else:
         listener, address = None, [None]
     dist.broadcast_object_list(address, src=0, group=group)
+    assert address[0] is not None
     host, port, token = address[0]
-    if rank != 0:
+    if listener is None:
         sock = socket.create_connection((host, port), timeout=_HANDSHAKE_TIMEOUT)
         sock.sendall(_HANDSHAKE.pack(token.encode(), rank))
         sock.settimeout(None)

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import ModelNotReady, RequestCancelled
+from ..errors import EngineLost, RequestCancelled
 from ..types import GenerationRequest, GenerationResult, Progress
 from .control import ControlClient, ControlServer
 from .ranks import PeerFailed, RanksLost, StepSync
@@ -38,14 +38,14 @@ class RankCoordinator:
             return self.executor.run_batch(requests, cancelled, on_progress)
         except (RanksLost, OSError) as exc:
             self._on_dead(f"the ranks lost contact during a call ({exc})")
-            raise ModelNotReady.ranks_lost() from exc
+            raise EngineLost() from exc
 
     def flush(self) -> None:
         try:
             self.control.send(("flush",))
         except OSError as exc:
             self._on_dead(f"the control channel failed ({exc})")
-            raise ModelNotReady.ranks_lost() from exc
+            raise EngineLost() from exc
         self.executor.flush()
 
     def release_memory(self) -> None:
@@ -53,7 +53,7 @@ class RankCoordinator:
             self.control.send(("release",))
         except OSError as exc:
             self._on_dead(f"the control channel failed ({exc})")
-            raise ModelNotReady.ranks_lost() from exc
+            raise EngineLost() from exc
         self.executor.release_memory()
 
     def memory(self) -> dict[str, float] | None:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import torch.distributed as dist
 
 from ..config import ServerConfig
-from .control import open_control_channel
+from .control import ControlClient, ControlServer, open_control_channel
 from .coordinator import RankCoordinator, Watchdog, serve_worker
 from .ranks import StepSync, init_ranks
 
@@ -57,6 +57,7 @@ class RankLaunch:
         except StartupError as exc:
             logger.error("exiting: %s", exc)
             return 1
+        assert isinstance(self.control, ControlClient)
         code = serve_worker(executor, self.control)
         self.control.close()
         if code == 0:
@@ -64,10 +65,12 @@ class RankLaunch:
         return code
 
     def coordinator(self, executor, on_dead: Callable[[str], None]) -> RankCoordinator:
+        assert isinstance(self.control, ControlServer)
         return RankCoordinator(executor, self.control, self.info.world_size, self.parallel, on_dead)
 
     def watch(self, on_dead: Callable[[str], None]) -> None:
         """Rank 0: a lost rank (its control socket closed) or a hung step ends the launch."""
+        assert isinstance(self.control, ControlServer)
         self.control.on_peer_lost = lambda rank: on_dead(f"rank {rank} disconnected")
         Watchdog(self.sync, self.config.step_timeout, on_dead)
 

@@ -33,7 +33,7 @@ def _open(data: bytes, *, max_pixels: int, param: str) -> Image.Image:
                              param=param, code="image_too_large")
     try:
         image.load()
-        image = ImageOps.exif_transpose(image)
+        image = ImageOps.exif_transpose(image)  # type: ignore[assignment]  # an Image, not an ImageFile
     except Exception:  # noqa: BLE001 - truncated or corrupt pixel data
         raise InvalidRequest(f"'{param}' is truncated or corrupt.", param=param, code="invalid_image") from None
     return image

@@ -57,7 +57,7 @@ def encode_video(frames: np.ndarray, fps: float, *, crf: int = 18, audio: AudioT
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
-        if sound is not None:
+        if sound is not None and audio is not None:
             samples = _stereo_for(audio, round(len(frames) * audio.sample_rate / rate))
             track = av.AudioFrame.from_ndarray(samples, format="fltp", layout="stereo")
             track.sample_rate, track.pts, track.time_base = audio.sample_rate, 0, Fraction(1, audio.sample_rate)

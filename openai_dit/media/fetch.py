@@ -73,7 +73,7 @@ async def _public_addresses(host: str, port: int, param: str) -> list[str]:
     except socket.gaierror:
         raise InvalidRequest(f"'{param}': the host could not be resolved.", param=param,
                              code="unreachable_url") from None
-    addresses = [info[4][0] for info in infos]
+    addresses = [str(info[4][0]) for info in infos]
     if not addresses or not all(_address_allowed(address) for address in addresses):
         raise InvalidRequest(f"'{param}': URLs that resolve to private, loopback or link-local addresses are "
                              "not allowed.", param=param, code="forbidden_url")

@@ -54,7 +54,8 @@ class PipelineExecutor:
 
     def describe(self) -> dict[str, Any]:
         settings = self.model.cache.settings
-        return {"device": self.model.device, "dtype": str(self.model.dtype).removeprefix("torch."),
+        return {"pipeline": type(self.model.pipe).__name__, "device": self.model.device,
+                "dtype": str(self.model.dtype).removeprefix("torch."),
                 "cache": dict(settings.__dict__) if settings else None, "compile": self.model.compile}
 
     def _kwargs(self, requests: list[GenerationRequest]) -> dict[str, Any]:
@@ -62,6 +63,7 @@ class PipelineExecutor:
         request keeps `num_images_per_prompt`, so it makes exactly the call it would make unbatched."""
         caps = self.model.capabilities
         first = requests[0]
+        prompt: str | list[str]
         if len(requests) == 1:
             prompt, per_prompt = first.prompt, first.num_outputs
         else:
@@ -179,7 +181,7 @@ class PipelineExecutor:
             if on_progress is not None and not cancelled.is_set():
                 synchronize(self.model.device)  # the step's kernels are done, not just queued
                 progress = Progress(step=step + 1, total_steps=total)
-                if step + 1 in previews_at:
+                if family is not None and step + 1 in previews_at:
                     self._attach_preview(progress, pipeline, family, estimate, callback_kwargs, first)
                     progress.preview_index = previews_at.index(step + 1)
                 on_progress(progress)

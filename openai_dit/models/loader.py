@@ -18,6 +18,7 @@ from .attention import apply_attention_backend
 from .cache import CacheController, CacheSettings
 from .capabilities import ModelCapabilities, capabilities_of
 from .devices import default_job_pixels, rank_device, resolve_dtype
+from .load_timing import LoadTimes, component_times
 from .quantization import load_quantization_config, online_quantize_config, quantizes_transformer_at_load
 from .startup import StartupError
 from .tiny import HINTS_FILE, builtin_model_dir, is_builtin
@@ -94,7 +95,7 @@ def _apply_hints(pipe, hints: dict) -> None:
     to, ~1 MP upstream (module constants of Edit-Plus; an inline constant of Edit, through `calculate_dimensions`)."""
     if "vae_image_area" not in hints and "condition_image_area" not in hints:
         return
-    module = importlib.import_module(type(pipe).__module__)
+    module: Any = importlib.import_module(type(pipe).__module__)
     if "vae_image_area" in hints and hasattr(module, "VAE_IMAGE_SIZE"):
         module.VAE_IMAGE_SIZE = int(hints["vae_image_area"])
     elif "vae_image_area" in hints and hasattr(module, "calculate_dimensions") and \
@@ -131,6 +132,7 @@ def _enable_parallelism(pipe, config: ServerConfig, world_size: int) -> None:
         raise StartupError("--parallel-type needs cache-dit's parallelism extra: pip install 'cache-dit[parallelism]'")
     from cache_dit.distributed import ParallelismConfig, enable_parallelism
 
+    assert config.parallel_type is not None
     size = {"ulysses": "ulysses_size", "ring": "ring_size", "tp": "tp_size"}[config.parallel_type]
     extra = []
     if config.parallel_text_encoder:
@@ -162,24 +164,30 @@ def load_model(config: ServerConfig, *, world_size: int = 1, local_rank: int = 0
     if config.device_map:
         kwargs["device_map"] = config.device_map
     logger.info("loading %s (%s, %s)", config.model_path, device, dtype)
+    times = LoadTimes()
     try:
-        pipe = DiffusionPipeline.from_pretrained(source, **kwargs)
+        with times.phase("pipeline"), component_times(times):
+            pipe = DiffusionPipeline.from_pretrained(source, **kwargs)
     except Exception as exc:  # noqa: BLE001 - any loading failure is a start-up error, logged in full
         raise StartupError(f"could not load model {config.model_path!r}: {exc}") from exc
+    times.phases["files"] = max(0.0, times.phases.pop("pipeline") - sum(times.components.values()))
     pipe.set_progress_bar_config(disable=True)
     _apply_hints(pipe, hints)
 
     lora_separate = config.disable_fuse_lora or quantizes_transformer_at_load(quant_config)
     if config.lora_path:
-        _load_lora(pipe, config, keep_separate=lora_separate)
+        with times.phase("lora"):
+            _load_lora(pipe, config, keep_separate=lora_separate)
     if world_size > 1:
         # Before placing: tensor parallelism moves each rank's shards to its GPU itself, so no rank ever holds the
         # whole transformer there (context parallelism replicates it either way).
-        _enable_parallelism(pipe, config, world_size)
-    if config.enable_cpu_offload:
-        pipe.enable_model_cpu_offload(device=device)
-    elif not config.device_map:
-        pipe.to(device)
+        with times.phase("parallelism"):
+            _enable_parallelism(pipe, config, world_size)
+    with times.phase(f"to {device}"):
+        if config.enable_cpu_offload:
+            pipe.enable_model_cpu_offload(device=device)
+        elif not config.device_map:
+            pipe.to(device)
     if config.attn:
         logger.info("attention backend %s on %s", config.attn, ", ".join(apply_attention_backend(pipe, config.attn)))
     if config.quantize_type:  # after the LoRA: fused into the weights, or excluded from quantization
@@ -187,9 +195,10 @@ def load_model(config: ServerConfig, *, world_size: int = 1, local_rank: int = 0
 
         quantize = online_quantize_config(config.quantize_type, keep_lora_layers=bool(config.lora_path) and
                                           lora_separate)
-        for name in _TRANSFORMERS:
-            if getattr(pipe, name, None) is not None:
-                setattr(pipe, name, cache_dit.quantize(getattr(pipe, name), quantize))
+        with times.phase("quantize"):
+            for name in _TRANSFORMERS:
+                if getattr(pipe, name, None) is not None:
+                    setattr(pipe, name, cache_dit.quantize(getattr(pipe, name), quantize))
 
     capabilities = dataclasses.replace(capabilities_of(pipe, hints),
                                        max_job_pixels=config.max_pixels_per_job or default_job_pixels(device))
@@ -204,7 +213,8 @@ def load_model(config: ServerConfig, *, world_size: int = 1, local_rank: int = 0
             max_cached_steps=config.max_cached_steps, max_continuous_cached_steps=config.max_continuous_cached_steps,
             taylorseer=config.taylorseer, taylorseer_order=config.taylorseer_order, scm_policy=config.scm,
         )
-    cache = CacheController(pipe, settings, fixed=world_size > 1)
+    with times.phase("cache-dit"):
+        cache = CacheController(pipe, settings, fixed=world_size > 1)
     if config.compile:
         import cache_dit
 
@@ -213,5 +223,6 @@ def load_model(config: ServerConfig, *, world_size: int = 1, local_rank: int = 0
             module = getattr(pipe, name, None)
             if module is not None:
                 module.compile()
+    times.log(config.model_path)
     return LoadedModel(pipe=pipe, capabilities=capabilities, device=device, dtype=dtype, cache=cache,
                        compile=config.compile, hints=hints, offloaded=config.enable_cpu_offload)

@@ -43,20 +43,21 @@ class DenoisedEstimate:
         self._last: tuple[Any, Any, Any] | None = None
 
     def __enter__(self) -> DenoisedEstimate:
-        if self._flow:
-            original = self._scheduler.step
+        scheduler = self._scheduler
+        if self._flow and scheduler is not None:
+            original = scheduler.step
 
             def step(model_output, timestep, sample, *args, **kwargs):
                 out = original(model_output, timestep, sample, *args, **kwargs)
-                index = self._scheduler.step_index  # already advanced past this step
-                self._last = (model_output, sample, self._scheduler.sigmas[index - 1])
+                index = scheduler.step_index  # already advanced past this step
+                self._last = (model_output, sample, scheduler.sigmas[index - 1])
                 return out
 
-            self._scheduler.step = step  # an instance attribute: removed again on exit
+            scheduler.step = step  # an instance attribute: removed again on exit
         return self
 
     def __exit__(self, *exc_info) -> None:
-        if self._flow and "step" in vars(self._scheduler):
+        if self._flow and self._scheduler is not None and "step" in vars(self._scheduler):
             del self._scheduler.step
         self._last = None
 

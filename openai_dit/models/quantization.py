@@ -48,6 +48,10 @@ LORA_LAYER_NAMES = ("lora_A", "lora_B", "lora_embedding_A", "lora_embedding_B", 
 _DTYPE_NAMES = ("bfloat16", "float16", "float32")
 
 
+def torchao_missing() -> bool:
+    return importlib.util.find_spec("torchao") is None
+
+
 def quantize_types() -> list[str]:
     """cache-dit's accepted online quantization types (its torchao backend's list)."""
     from cache_dit.quantization.torchao.quantize_ao import _ALLOWED_QUANTIZE_TYPES
@@ -63,7 +67,7 @@ def canonical_quantize_type(name: str) -> str:
 def check_quantize_type(name: str, device: str) -> str | None:
     """A launch problem with --quantize-type on `device` (None when sound)."""
     canonical = canonical_quantize_type(name)
-    if importlib.util.find_spec("torchao") is None:
+    if torchao_missing():
         return "--quantize-type needs torchao: pip install 'openai-dit[quantization]'"
     accepted = quantize_types()
     if canonical not in accepted:

@@ -24,7 +24,7 @@ class Qwen2VLImageOnlyProcessor(Qwen2VLProcessor):
                          chat_template=chat_template, **kwargs)
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs):
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs):  # type: ignore[override]
         kwargs.pop("torch_dtype", None)
         kwargs.pop("dtype", None)
         subfolder = kwargs.pop("subfolder", "")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from ..types import GenerationRequest, Progress
@@ -15,8 +15,9 @@ __all__ = ["BatchMember", "CallStop", "compatible_jobs", "fan_out_progress", "ta
 class BatchMember(Protocol):
     request: GenerationRequest
     cancelled: threading.Event
-    on_progress: Callable[[Progress], None] | None
     regrouped: bool
+
+    def on_progress(self, progress: Progress) -> None: ...
 
 
 def compatible_jobs(pending: deque, key: tuple, room: int) -> list[Any]:
@@ -47,7 +48,7 @@ class CallStop:
     """What stops a running call: every member cancelled (one that leaves alone does not stop the others), or a
     regroup: compatible requests arrived during its first step, and the call restarts with them."""
 
-    def __init__(self, members: list[BatchMember]) -> None:
+    def __init__(self, members: Sequence[BatchMember]) -> None:
         self._members = members
         self.regroup = threading.Event()
 
@@ -65,10 +66,8 @@ def waiting_images(pending: deque, key: tuple, room: int) -> int:
     return sum(job.request.num_outputs for job in compatible_jobs(pending, key, room))
 
 
-def fan_out_progress(members: list[BatchMember]) -> Callable[[Progress], None] | None:
+def fan_out_progress(members: Sequence[BatchMember]) -> Callable[[Progress], None]:
     """One listener for the call that passes each member its own progress (and its own slice of the previews)."""
-    if not any(member.on_progress for member in members):
-        return None
     offsets, start = [], 0
     for member in members:
         offsets.append(start)
@@ -76,7 +75,7 @@ def fan_out_progress(members: list[BatchMember]) -> Callable[[Progress], None] |
 
     def listener(progress: Progress) -> None:
         for member, offset in zip(members, offsets, strict=True):
-            if member.on_progress is None or member.cancelled.is_set():
+            if member.cancelled.is_set():
                 continue
             previews = None
             if progress.previews is not None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -15,14 +14,14 @@ from litestar.datastructures import State
 # Litestar's own CORS middleware (what `cors_config=` installs), used directly to sit in front of the key check.
 from litestar.middleware._internal.cors import CORSMiddleware
 
-from .. import __version__
+from .. import __version__, tracing
 from ..config import ServerConfig
+from ..jobs.store import VideoStore
 from ..media import MediaPolicy
 from ..runner import Runner
 from ..serving.images import ImagesService
 from ..serving.native import NativeService
 from ..serving.output_store import OutputStore
-from ..serving.video_store import VideoStore
 from ..serving.videos import VideosService
 from .docs import docs_router, openapi_config
 from .exceptions import handle_exception
@@ -32,6 +31,7 @@ from .middleware import ApiKeys, HttpActivity, api_key_gate, request_context
 from .native import NativeController
 from .openai import ImagesController, ModelsController
 from .playground import playground_router
+from .services import Services
 from .videos import VideosController
 
 __all__ = ["cors_config", "create_app"]
@@ -44,7 +44,7 @@ _MAX_FORM_PARTS = 100  # multipart parts per request: a few images plus every te
 def create_app(config: ServerConfig, runner: Runner, api_keys: list[str] | None = None) -> Litestar:
     """The app serving `runner`. Opens (and locks) the video job store in the data directory; the lifespan starts
     the runner (which loads the model) and the video jobs, and stops them. `api_keys`: default `config.api_keys()`.
-    `app.state.lifecycle.drain(timeout)` is the graceful shutdown (the CLI runs it on SIGTERM)."""
+    `app.state.services.lifecycle.drain()` is the graceful shutdown (the CLI runs it on SIGTERM)."""
     policy = MediaPolicy(
         max_bytes=int(config.max_image_bytes_mb * 1024 * 1024),
         fetch_timeout=config.fetch_timeout,
@@ -54,34 +54,36 @@ def create_app(config: ServerConfig, runner: Runner, api_keys: list[str] | None 
 
     store = OutputStore(ttl_seconds=config.image_url_ttl, max_bytes=int(config.image_url_store_mb * 1024 * 1024))
 
+    runner.metrics.watch_model(config.model_name, runner.describe)
     videos = VideosService(runner, config, policy, VideoStore(config.data_path))
     activity = HttpActivity()
+    lifecycle = Lifecycle(runner, videos.jobs, activity, config.shutdown_timeout)
+    services = Services(config=config, runner=runner, native=NativeService(runner, config, policy),
+                        images=ImagesService(runner, config, policy, store), videos=videos, lifecycle=lifecycle,
+                        started_at=int(time.time()))
+
+    traces = tracing.setup(config)  # None unless --otlp-traces-endpoint (or a test's provider)
+    runner.trace_with(traces.tracer if traces is not None else None)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        runner.start()
-        await videos.jobs.start()
+        await lifecycle.start()
         try:
             yield
         finally:
-            videos.jobs.begin_shutdown()
-            await asyncio.to_thread(runner.stop, 30)
-            await videos.jobs.close()
+            await lifecycle.shutdown()
+            if traces is not None:
+                await traces.close()  # after the last job's spans
 
     app = Litestar(
         route_handlers=[HealthController, NativeController, ImagesController, VideosController, ModelsController,
                         docs_router(), playground_router()],
         exception_handlers={Exception: handle_exception},
         lifespan=[lifespan],
-        state=State({
-            "runner": runner,
-            "config": config,
-            "started_at": int(time.time()),
-            "native": NativeService(runner, config, policy),
-            "images": ImagesService(runner, config, policy, store),
-            "videos": videos,
-            "lifecycle": Lifecycle(runner, videos.jobs, activity),
-        }),
+        plugins=traces.plugins() if traces is not None else [],
+        middleware=traces.middleware() if traces is not None else [],
+        dependencies=services.dependencies(),
+        state=State({"services": services}),
         request_max_body_size=int(config.max_request_body_mb * 1024 * 1024),
         multipart_form_part_limit=_MAX_FORM_PARTS,
         openapi_config=openapi_config("openai-dit", __version__),

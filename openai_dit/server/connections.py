@@ -56,7 +56,7 @@ def guarded_protocol(limits: ConnectionLimits) -> type[H11Protocol]:
         _timer: asyncio.TimerHandle | None = None
         _phase: str | None = None  # None: waiting for the request's headers; "body": for its body
 
-        def connection_made(self, transport) -> None:  # type: ignore[override]
+        def connection_made(self, transport) -> None:
             super().connection_made(transport)
             if len(self.connections) > limits.max_connections:
                 logger.warning("refused a connection: %d open (--max-connections)", len(self.connections) - 1)

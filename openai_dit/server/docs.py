@@ -15,7 +15,7 @@ from litestar import Router, get
 from litestar.exceptions import NotFoundException
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.plugins import SwaggerRenderPlugin
-from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, Operation, RequestBody
 from litestar.params import FromPath
 from litestar.response import File
 
@@ -101,7 +101,7 @@ def documented(*, body: dict[str, dict[str, Any]] | None = None, event_stream: b
             if request is not None:
                 self.request_body = request
             ok = (self.responses or {}).get("200")
-            if event_stream and ok is not None and ok.content is not None:
+            if event_stream and isinstance(ok, OpenAPIResponse) and ok.content is not None:
                 ok.content["text/event-stream"] = OpenAPIMediaType(schema=_EVENTS)  # type: ignore
 
     return DocumentedOperation

@@ -13,7 +13,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from ..errors import ModelNotReady
+from ..errors import ServerDraining
 from .middleware import HttpActivity
 
 if TYPE_CHECKING:
@@ -29,10 +29,26 @@ _ANSWER_SECONDS = 5.0  # after the deadline: time for the 503s of aborted reques
 
 
 class Lifecycle:
-    def __init__(self, runner: Runner, videos: VideoJobs, activity: HttpActivity) -> None:
+    """Start-up, the drain and the shutdown of one app, in this order: `start()` (the lifespan's start), `drain()`
+    (on SIGTERM), `shutdown()` (the lifespan's end), all bounded by --shutdown-timeout."""
+
+    def __init__(self, runner: Runner, videos: VideoJobs, activity: HttpActivity, shutdown_timeout: float) -> None:
         self.runner = runner
         self.videos = videos
         self.activity = activity
+        self.shutdown_timeout = shutdown_timeout
+
+    async def start(self) -> None:
+        """Load the model (on the runner's thread: readiness says loading until it is done), resume video jobs."""
+        self.runner.start()
+        await self.videos.start()
+
+    async def shutdown(self) -> None:
+        """Stop taking video jobs, end the generation thread (what still waits or runs is answered 503) and close
+        the job store."""
+        self.videos.begin_shutdown()
+        await asyncio.to_thread(self.runner.stop, self.shutdown_timeout)
+        await self.videos.close()
 
     @property
     def readiness(self) -> str:
@@ -54,8 +70,10 @@ class Lifecycle:
     def _drained(self) -> bool:
         return self.runner.idle and self.activity.in_flight == 0
 
-    async def drain(self, timeout: float) -> None:
-        """Refuse new work, wait for admitted work (at most `timeout` s), then answer what is left with 503."""
+    async def drain(self, timeout: float | None = None) -> None:
+        """Refuse new work, wait for admitted work (at most `timeout` s, default --shutdown-timeout), then answer
+        what is left with 503."""
+        timeout = self.shutdown_timeout if timeout is None else timeout
         started = time.monotonic()
         self.runner.drain()
         self.videos.begin_drain()
@@ -66,7 +84,7 @@ class Lifecycle:
             logger.info("drained in %.1f s", time.monotonic() - started)
             return
         logger.warning("shutdown timeout (%g s) reached: answering the remaining requests with 503", timeout)
-        self.runner.abort(ModelNotReady.shutting_down())
+        self.runner.abort(ServerDraining())
         deadline = time.monotonic() + _ANSWER_SECONDS
         while self.activity.in_flight and time.monotonic() < deadline:
             await asyncio.sleep(_POLL_SECONDS)

@@ -17,13 +17,13 @@ import uuid
 from collections.abc import Iterable
 from contextvars import ContextVar
 
-import msgspec
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, HTTPResponseStartEvent, Message, Receive, Scope, Send
 from litestar.utils import normalize_path
 
-from ..errors import AuthenticationFailed, error_response
+from ..errors import AuthenticationFailed
 from ..metrics import ServerMetrics
 from ..serving.output_store import NAME_PATTERN
+from .errors import map_error
 
 __all__ = ["PUBLIC_PATHS", "ApiKeys", "HttpActivity", "RedactQueryFilter", "RequestIdLogFilter", "api_key_gate",
            "is_public", "request_context", "routed_path"]
@@ -84,12 +84,13 @@ class ApiKeys:
 
 
 async def _send_error(send: Send, exc: Exception) -> None:
-    mapped = error_response(exc)
-    body = msgspec.json.encode(mapped.body)
+    mapped = map_error(exc)
+    body = mapped.encoded()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     headers += [(k.lower().encode(), v.encode()) for k, v in mapped.headers.items()]
-    await send({"type": "http.response.start", "status": mapped.status_code, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    start: HTTPResponseStartEvent = {"type": "http.response.start", "status": mapped.status_code, "headers": headers}
+    await send(start)
+    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 def api_key_gate(app: ASGIApp, keys: ApiKeys) -> ASGIApp:
@@ -123,7 +124,7 @@ class RedactQueryFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple) and len(record.args) >= 3 and isinstance(record.args[2], str):
             args = list(record.args)
-            args[2] = _SECRET_QUERY.sub(r"\1***", args[2])
+            args[2] = _SECRET_QUERY.sub(r"\1***", record.args[2])
             record.args = tuple(args)
         return True
 

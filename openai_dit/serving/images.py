@@ -6,12 +6,10 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 
-import msgspec
-
 from ..adapters import images as adapter
 from ..adapters.forms import FormFields, convert_form
 from ..config import ServerConfig
-from ..errors import InvalidRequest, RequestCancelled, error_response
+from ..errors import InvalidRequest
 from ..media import IMAGE_MIME_TYPES, MediaPolicy, decode_mask, encode_image, load_image_bytes, to_base64
 from ..models.capabilities import ModelCapabilities
 from ..protocol.images import (
@@ -22,18 +20,15 @@ from ..protocol.images import (
     ImageStreamEvent,
     ImageVariationRequest,
 )
-from ..runner import Runner
-from ..types import GenerationRequest, GenerationResult, Progress, Task
+from ..runner import Done, Preview, Runner
+from ..types import GenerationRequest, GenerationResult, Task
 from .inputs import check_mask_size, checked_image, load_images
 from .output_store import OutputStore
 
-__all__ = ["FILE_FIELDS", "TEXT_OR_FILE_FIELDS", "ImagesService", "SSE_PING"]
+__all__ = ["FILE_FIELDS", "TEXT_OR_FILE_FIELDS", "ImagesService"]
 
 FILE_FIELDS = frozenset({"image", "mask", "mask_image", "markup"})  # markup: OpenAI's, accepted and unused
 TEXT_OR_FILE_FIELDS = frozenset({"mask_image"})  # vLLM-Omni sends it as a file or as a URL
-SSE_PING = b": ping\n\n"
-SSE_DONE = b"data: [DONE]\n\n"
-_HEARTBEAT_SECONDS = 15.0
 
 
 class ImagesService:
@@ -46,14 +41,14 @@ class ImagesService:
 
     # --- the three calls -------------------------------------------------------------------------------------
     async def generate(self, body: ImageGenerationRequest, *, request_id: str,
-                       base_url: str) -> ImagesResponse | AsyncIterator[bytes]:
+                       base_url: str) -> ImagesResponse | AsyncIterator[ImageStreamEvent]:
         caps = self.runner.capabilities()
         size = self._check(body, Task.TEXT_TO_IMAGE, caps) or caps.default_size()
         return await self._start(body, Task.TEXT_TO_IMAGE, caps, size, [], None, request_id, base_url,
                                  "image_generation")
 
     async def edit(self, form: FormFields, *, request_id: str,
-                   base_url: str) -> ImagesResponse | AsyncIterator[bytes]:
+                   base_url: str) -> ImagesResponse | AsyncIterator[ImageStreamEvent]:
         caps = self.runner.capabilities()
         fields = dict(form.fields)
         if isinstance(fields.get("url"), str):  # `url` once, or `url[]` repeated (vLLM-Omni, SGLang)
@@ -76,7 +71,8 @@ class ImagesService:
         if links:
             images += await load_images(links, self.policy, self.config.max_image_pixels, "url", caps)
         mask = await self._decode_mask(masks[0], images[0].size) if masks else None
-        size = requested_size or adapter.size_for_input(*images[0].size, caps)
+        width, height = images[0].size
+        size = requested_size or adapter.size_for_input(width, height, caps)
         return await self._start(body, Task.IMAGE_EDIT, caps, size, images, mask, request_id, base_url, "image_edit")
 
     async def variation(self, form: FormFields, *, request_id: str, base_url: str) -> ImagesResponse:
@@ -89,7 +85,8 @@ class ImagesService:
         if form.files.get("mask"):
             raise InvalidRequest("Variations take no mask.", param="mask")
         images = await self._decode_images(uploads, caps)
-        size = requested_size or adapter.size_for_input(*images[0].size, caps)
+        width, height = images[0].size
+        size = requested_size or adapter.size_for_input(width, height, caps)
         return await self._start(body, Task.IMAGE_EDIT, caps, size, images, None, request_id, base_url, None)
 
     # --- shared steps ----------------------------------------------------------------------------------------
@@ -130,78 +127,46 @@ class ImagesService:
 
     async def _respond(self, request: GenerationRequest, spec: adapter.OutputSpec, caps: ModelCapabilities,
                        base_url: str) -> ImagesResponse:
-        def finalize(result: GenerationResult) -> ImagesResponse:  # on an encoder thread
+        def encode(result: GenerationResult, report) -> list[ImageData]:  # the runner's encode stage
             data = []
-            for pixels in result.images:
+            for pixels in result.image_list:
                 encoded = self._encode(pixels, spec)
                 if spec.as_url:
                     name = self.store.put(encoded, spec.format, IMAGE_MIME_TYPES[spec.format])
                     data.append(ImageData(url=f"{base_url}/v1/images/files/{name}"))
                 else:
                     data.append(ImageData(b64_json=to_base64(encoded)))
-            return spec.response(int(time.time()), data, adapter.usage_of(result, request, caps))
+            return data
 
-        return await self.runner.submit(request, finalize=finalize)
+        done = await self.runner.submit(request, encode=encode).done()
+        return spec.response(int(time.time()), done.output, adapter.usage_of(done.result, request, caps))
 
     def _stream(self, request: GenerationRequest, spec: adapter.OutputSpec, caps: ModelCapabilities,
-                prefix: str) -> AsyncIterator[bytes]:
-        loop = asyncio.get_running_loop()
-        previews: asyncio.Queue[Progress] = asyncio.Queue()
+                prefix: str) -> AsyncIterator[ImageStreamEvent]:
+        """Admit now (a full queue is still an HTTP 429), then the stream's events: each partial image as the call
+        makes it, then the completed images. The server frames them as server-sent events."""
+        def encode(result: GenerationResult, report) -> list[str]:  # the runner's encode stage
+            return [to_base64(self._encode(pixels, spec)) for pixels in result.image_list]
 
-        def on_progress(progress: Progress) -> None:  # on the generation thread
-            if progress.previews is not None:
-                loop.call_soon_threadsafe(previews.put_nowait, progress)
+        submission = self.runner.submit(request, encode=encode)
 
-        def finalize(result: GenerationResult):  # on an encoder thread
-            return [to_base64(self._encode(p, spec)) for p in result.images], adapter.usage_of(result, request, caps)
+        def event(kind: str, b64: str, **extra) -> ImageStreamEvent:
+            return ImageStreamEvent(type=f"{prefix}.{kind}", b64_json=b64, background=spec.background,
+                                    created_at=int(time.time()), output_format=spec.format, quality=spec.quality,
+                                    size=spec.size, **extra)
 
-        job = self.runner.enqueue(request, on_progress, finalize)  # QueueFull here is still an HTTP 429
-        outcome = asyncio.ensure_future(self.runner.wait(job))
-
-        def event(kind: str, b64: str, **extra) -> bytes:
-            payload = ImageStreamEvent(type=f"{prefix}.{kind}", b64_json=b64, background=spec.background,
-                                       created_at=int(time.time()), output_format=spec.format, quality=spec.quality,
-                                       size=spec.size, **extra)
-            return b"event: " + payload.type.encode() + b"\ndata: " + msgspec.json.encode(payload) + b"\n\n"
-
-        async def partials(progress: Progress) -> AsyncIterator[bytes]:
-            for pixels in progress.previews:
-                b64 = await asyncio.to_thread(lambda p=pixels: to_base64(self._encode(p, spec)))
-                yield event("partial_image", b64, partial_image_index=progress.preview_index)
-
-        async def events() -> AsyncIterator[bytes]:
-            waiter: asyncio.Future | None = None
+        async def events() -> AsyncIterator[ImageStreamEvent]:
             try:
-                while True:
-                    if not previews.empty():
-                        async for chunk in partials(previews.get_nowait()):
-                            yield chunk
-                        continue
-                    if outcome.done():
-                        break
-                    waiter = asyncio.ensure_future(previews.get())
-                    done, _ = await asyncio.wait({outcome, waiter}, timeout=_HEARTBEAT_SECONDS,
-                                                 return_when=asyncio.FIRST_COMPLETED)
-                    if waiter in done:
-                        async for chunk in partials(waiter.result()):
-                            yield chunk
-                    else:
-                        waiter.cancel()
-                        if not done:
-                            yield SSE_PING  # an SSE comment: keeps proxies from timing out a queued request
-                images, usage = outcome.result()
-                for b64 in images:
-                    yield event("completed", b64, usage=usage)
-                yield SSE_DONE
-            except RequestCancelled:
-                return
-            except Exception as exc:  # noqa: BLE001 - the status line is sent: report in the stream, end cleanly
-                body = error_response(exc).body
-                yield b"event: error\ndata: " + msgspec.json.encode({"type": "error", **body}) + b"\n\n"
-                yield SSE_DONE
+                async for item in submission:
+                    if isinstance(item, Preview):
+                        for pixels in item.images:
+                            b64 = to_base64(await asyncio.to_thread(self._encode, pixels, spec))
+                            yield event("partial_image", b64, partial_image_index=item.index)
+                    elif isinstance(item, Done):
+                        usage = adapter.usage_of(item.result, request, caps)
+                        for b64 in item.output:
+                            yield event("completed", b64, usage=usage)
             finally:
-                if waiter is not None:
-                    waiter.cancel()
-                outcome.cancel()  # the client left mid-stream: stop the generation
+                submission.cancel()  # the client left mid-stream: stop the generation (no-op once done)
 
         return events()

@@ -55,12 +55,11 @@ class NativeService:
         if caps.sizes and task is Task.IMAGE_TO_VIDEO:  # a bucketed model picks its size from the input image
             request.images = [await asyncio.to_thread(fit_image, images[0], (request.width, request.height))]
 
-        def finalize(result: GenerationResult) -> GenerateResponse:
-            encoded_images, video = self._encode(result, request, folder, request_id)
-            return adapter.to_response(result, request, images=encoded_images, video=video,
-                                       include_stats=body.include_stats)
-
-        return await self.runner.submit(request, finalize=finalize)
+        done = await self.runner.submit(request, encode=lambda result, report: self._encode(
+            result, request, folder, request_id)).done()
+        encoded_images, video = done.output
+        return adapter.to_response(done.result, request, images=encoded_images, video=video,
+                                   include_stats=body.include_stats)
 
     async def _mask(self, reference: str, size: tuple[int, int]):
         """The mask, fetched and decoded like the images; it must be the first image's size."""
@@ -74,6 +73,7 @@ class NativeService:
                 request_id: str) -> tuple[list[str] | None, str | None]:
         """Runs on an encoder thread, so the generation thread is already on the next request."""
         if folder is not None:
+            assert self.config.output_dir  # a folder is only chosen under --output-dir
             folder.mkdir(parents=True, exist_ok=True)
             if not _inside(folder, Path(self.config.output_dir).resolve()):  # swapped for a symlink meanwhile
                 raise InvalidRequest("output_dir leads outside the server's output folder.", param="output_dir")
@@ -85,7 +85,7 @@ class NativeService:
             _write_new(path, data)
             return None, str(path)
         outputs = []
-        for index, pixels in enumerate(result.images):
+        for index, pixels in enumerate(result.image_list):
             data = encode_image(pixels, "png", png_compress_level=self.config.png_compress_level)
             if folder is None:
                 outputs.append(to_base64(data))
@@ -96,10 +96,10 @@ class NativeService:
         return outputs, None
 
     def model_info(self) -> ModelInfoResponse:
-        engine = self.runner.engine
-        loaded = engine is not None
-        described = engine.describe() if loaded else {}
-        caps = engine.capabilities.to_dict() if loaded else {}
+        loaded_caps = self.runner.loaded_capabilities
+        loaded = loaded_caps is not None
+        described = self.runner.describe() or {}
+        caps = loaded_caps.to_dict() if loaded_caps is not None else {}
         return ModelInfoResponse(
             model_path=self.config.model_path,
             device=described.get("device"),

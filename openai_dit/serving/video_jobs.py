@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,11 +20,13 @@ from PIL import Image
 
 from ..adapters import videos as adapter
 from ..config import ServerConfig
-from ..errors import APIError, ModelNotReady, NotFound, RequestCancelled, StorageUnavailable
+from ..errors import APIError, NotFound, RequestCancelled, ServiceUnavailable, StorageUnavailable
+from ..jobs.records import ARTIFACTS, REFERENCE_FILE, VideoRecord
+from ..jobs.store import VideoStore, storage_errors
 from ..media import decode_image, encode_image, encode_spritesheet, encode_video
-from ..runner import Runner
-from ..types import GenerationResult, Progress
-from .video_store import ARTIFACTS, REFERENCE_FILE, VideoRecord, VideoStore, storage_errors
+from ..protocol.videos import VideoStatus
+from ..runner import Done, EncodeProgress, Runner, Started, StepDone, Submission
+from ..types import GenerationResult
 
 __all__ = ["LiveJob", "Outcome", "VideoJobs"]
 
@@ -37,10 +40,10 @@ _PROBE_SECONDS = 2.0  # how often /ready writes a probe file
 
 @dataclass
 class LiveJob:
-    """A job admitted to the runner by this process: its live status and progress."""
+    """A job admitted to the runner by this process: its live status and progress, kept on the event loop."""
 
-    job: object  # the runner's handle
-    status: str = "queued"  # or "in_progress"; the store records how it ends
+    submission: Submission
+    status: VideoStatus = "queued"  # or "in_progress"; the store records how it ends
     progress: int = 0
     started_at: float | None = None
     deleted: bool = False
@@ -57,7 +60,7 @@ class Outcome:
     added_bytes: int = 0
 
     @property
-    def status(self) -> str:
+    def status(self) -> VideoStatus:
         return "failed" if self.error_code else "completed"
 
 
@@ -91,7 +94,7 @@ class VideoJobs:
         self._stopping = True
         for live in list(self._live.values()):
             if live.status == "queued" and not live.deleted:
-                self.runner.cancel(live.job)
+                live.submission.withdraw()  # a job that started meanwhile goes on
 
     def begin_shutdown(self) -> None:
         """Before the runner stops: jobs it stops from now on go back to the queue for the next start."""
@@ -207,7 +210,7 @@ class VideoJobs:
                 self.store.insert(record)
             except BaseException:
                 live.deleted = True
-                self.runner.cancel(live.job)
+                live.submission.cancel()
                 raise
         except BaseException:
             await asyncio.to_thread(self.store.remove_folder, record.storage)
@@ -220,7 +223,7 @@ class VideoJobs:
         live = self._live.get(record.id)
         if live is not None:
             live.deleted = True  # its folder goes once the runner is done with it
-            self.runner.cancel(live.job)
+            live.submission.cancel()
         else:
             await asyncio.to_thread(self.store.remove_folder, record.storage)
 
@@ -252,21 +255,12 @@ class VideoJobs:
         return len(data)
 
     def _admit(self, record: VideoRecord, reference: Image.Image | None, *, readmit: bool = False) -> LiveJob:
-        """Queue the job's work in the runner (QueueFull / ModelNotReady propagate) and drive it to its end."""
-        loop = asyncio.get_running_loop()
+        """Queue the job's work in the runner (QueueFull and the runner's 503s propagate) and drive it to its end.
+        Its encode stage writes the MP4, thumbnail and spritesheet (on an encoder thread)."""
         request = adapter.to_generation_request(record.settings, reference, request_id=record.id)
-        live = LiveJob(job=None)
-
-        def on_progress(progress: Progress) -> None:  # on the generation thread
-            if progress.step == 0:
-                loop.call_soon_threadsafe(self._started, record.id, live)
-            else:
-                _advance(live, DENOISING_SHARE * progress.step // max(1, progress.total_steps))
-
-        def finalize(result: GenerationResult) -> int:  # on an encoder thread
-            return self._write_outputs(record, result, live)
-
-        live.job = self.runner.enqueue(request, on_progress, finalize, readmit=readmit)
+        submission = self.runner.submit(request, encode=lambda result, report: self._write_outputs(
+            record, result, report), readmit=readmit, detached=True)
+        live = LiveJob(submission)
         self._live[record.id] = live
         driver = asyncio.ensure_future(self._drive(record, live))
         self._drivers.add(driver)
@@ -274,7 +268,7 @@ class VideoJobs:
         return live
 
     def _started(self, video_id: str, live: LiveJob) -> None:
-        """On the event loop, when the runner starts the job: in progress, under --video-timeout from now."""
+        """When the runner starts the job: in progress, under --video-timeout from now."""
         live.status = "in_progress"
         live.started_at = time.monotonic()
         if self.config.video_timeout > 0:
@@ -288,10 +282,12 @@ class VideoJobs:
 
     def _time_out(self, live: LiveJob) -> None:
         live.timed_out = True
-        self.runner.cancel(live.job)  # stops at its next denoising step
+        live.submission.cancel()  # stops at its next denoising step
 
-    def _write_outputs(self, record: VideoRecord, result: GenerationResult, live: LiveJob) -> int:
-        """Encode the MP4, the thumbnail (the middle frame) and the spritesheet into the job's folder."""
+    def _write_outputs(self, record: VideoRecord, result: GenerationResult, report: Callable[[float], None]) -> int:
+        """The encode stage: the MP4, the thumbnail (the middle frame) and the spritesheet, into the job's folder;
+        the bytes written."""
+        assert result.videos is not None
         frames = result.videos[0]
         folder = self.store.folder(record)
         encoders = {
@@ -308,7 +304,7 @@ class VideoJobs:
                 partial.write_bytes(data)
                 os.replace(partial, folder / name)
                 written += len(data)
-                _advance(live, DENOISING_SHARE + (99 - DENOISING_SHARE) * (index + 1) // len(encoders))
+                report((index + 1) / len(encoders))
         except OSError as exc:  # nothing half-written stays: the job fails as a whole
             for name, _ in ARTIFACTS.values():
                 (folder / f".{name}.part").unlink(missing_ok=True)
@@ -336,8 +332,8 @@ class VideoJobs:
     async def _run(self, record: VideoRecord, live: LiveJob) -> Outcome | None:
         """The job's outcome; None when there is nothing to record (deleted, or left to the next start)."""
         try:
-            written = await self.runner.wait(live.job)
-        except (RequestCancelled, ModelNotReady) as exc:
+            written = await self._follow(record, live)
+        except (RequestCancelled, ServiceUnavailable) as exc:
             if live.deleted:
                 logger.info("video %s deleted", record.id)
             elif live.timed_out:
@@ -346,7 +342,7 @@ class VideoJobs:
                                                 f"{self.config.video_timeout:g} seconds.")
             elif self._stopping:
                 self._requeue(record)
-            elif isinstance(exc, ModelNotReady):
+            elif isinstance(exc, ServiceUnavailable):
                 # The engine died (a rank was lost) and the process exits: the record stays as it is, and the
                 # next start resolves it (a queued job runs; one that was running fails as server_restarted).
                 logger.warning("video %s left to the next start: %s", record.id, exc.message)
@@ -360,6 +356,19 @@ class VideoJobs:
             logger.warning("video %s failed: %s", record.id, code)
             return Outcome(code, message)
         return Outcome(added_bytes=written)
+
+    async def _follow(self, record: VideoRecord, live: LiveJob) -> int:
+        """The job's events: started, progress over the steps (0-90) and the encoding (to 99); the bytes written."""
+        async for event in live.submission:
+            if isinstance(event, Started):
+                self._started(record.id, live)
+            elif isinstance(event, StepDone):
+                _advance(live, DENOISING_SHARE * event.step // max(1, event.total_steps))
+            elif isinstance(event, EncodeProgress):
+                _advance(live, DENOISING_SHARE + round((99 - DENOISING_SHARE) * event.fraction))
+            elif isinstance(event, Done):
+                return event.output
+        raise RequestCancelled()
 
     def _requeue(self, record: VideoRecord) -> None:
         try:

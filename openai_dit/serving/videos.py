@@ -18,13 +18,14 @@ from ..adapters import videos as adapter
 from ..adapters.forms import FormFields, convert_form
 from ..config import ServerConfig
 from ..errors import Conflict, InvalidRequest, NotFound
+from ..jobs.records import ARTIFACTS, FINISHED, VideoRecord, VideoSettings, new_video_id
+from ..jobs.store import VideoStore
 from ..media import MediaPolicy, load_image_bytes
 from ..protocol.videos import InputReference, Video, VideoCreateRequest, VideoDeleted, VideoError, VideoList
 from ..runner import Runner
 from ..types import Task
 from .inputs import checked_image, fit_image
 from .video_jobs import VideoJobs
-from .video_store import ARTIFACTS, FINISHED, VideoRecord, VideoStore, new_video_id
 
 __all__ = ["FILE_FIELDS", "VideosService"]
 
@@ -141,7 +142,7 @@ class VideosService:
         name, value = given[0] if given else ("input_reference", None)
         if upload is not None:
             return upload, "input_reference"
-        if name == "reference_url":
+        if name == "reference_url" and isinstance(value, str):
             return value, name
         if isinstance(value, str) and name == "image_reference":  # vLLM-Omni: JSON text in a form field
             try:
@@ -159,7 +160,7 @@ class VideosService:
             return value.image_url, f"{name}[image_url]"
         return value or None, name
 
-    def _new_record(self, settings: adapter.VideoSettings, remixed_from: str | None = None) -> VideoRecord:
+    def _new_record(self, settings: VideoSettings, remixed_from: str | None = None) -> VideoRecord:
         return VideoRecord(id=new_video_id(), model=self.config.model_name, status="queued",
                            created_at=int(time.time()), settings=settings, storage="",
                            remixed_from_video_id=remixed_from)

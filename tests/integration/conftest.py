@@ -34,15 +34,17 @@ def torchrun(nproc: int) -> list[str]:
 
 @contextmanager
 def running_server(*args: str, ready_timeout: float = 180.0, log_dir: Path | None = None,
-                   launcher: list[str] | None = None):
+                   launcher: list[str] | None = None, output: int | None = None):
     """The server on a free port, with its own data directory unless `args` names one (`launcher`: e.g. torchrun).
-    Yields its URL, which carries the process as `.process` and the log's path as `.log`."""
+    Yields its URL, which carries the process as `.process` and the log's path as `.log` (left empty when `output`,
+    a file descriptor, takes the server's stdout and stderr instead)."""
     port = free_port()
     log = open((log_dir or Path(os.environ.get("TMPDIR", "/tmp"))) / f"openai-dit-{port}.log", "w+")
     data_dir = None if "--data-dir" in args else tempfile.TemporaryDirectory(prefix="openai-dit-data-")
     extra = ["--data-dir", data_dir.name] if data_dir else []
     process = subprocess.Popen([*(launcher or [sys.executable, "-m", "openai_dit"]), "serve", "--host", "127.0.0.1",
-                                "--port", str(port), *extra, *args], stdout=log, stderr=subprocess.STDOUT)
+                                "--port", str(port), *extra, *args], stdout=log if output is None else output,
+                               stderr=subprocess.STDOUT)
     url = ServerURL(f"http://127.0.0.1:{port}")
     url.process = process
     url.log = Path(log.name)

@@ -40,10 +40,10 @@ def suite(url: str, script: str, *extra: str, steps: bool = True) -> str:
 
 @pytest.fixture(scope="session")
 def node_modules() -> Path:
-    """The `openai` npm package, installed once under $OPENAI_DIT_CACHE/node (never in the repository)."""
+    """The `openai` npm package, installed once under $OPENAI_DIT_TINY_CACHE/node (never in the repository)."""
     if shutil.which("node") is None:
         pytest.skip("node is not installed: the official openai npm package suite needs Node.js")
-    folder = Path(os.environ.get("OPENAI_DIT_CACHE") or Path.home() / ".cache" / "openai-dit") / "node"
+    folder = Path(os.environ.get("OPENAI_DIT_TINY_CACHE") or Path.home() / ".cache" / "openai-dit") / "node"
     if not (folder / "node_modules" / "openai" / "package.json").exists():
         npm = shutil.which("npm")
         if npm is None:

@@ -149,7 +149,7 @@ def test_bad_launches_exit_non_zero(args, code, tmp_path):
 
 
 def test_a_data_directory_in_use_is_refused(tmp_path):
-    from openai_dit.serving.video_store import VideoStore
+    from openai_dit.jobs.store import VideoStore
 
     held = VideoStore(tmp_path)
     try:

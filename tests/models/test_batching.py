@@ -15,6 +15,7 @@ def request(prompt: str, seed: int, n: int = 1, task=Task.TEXT_TO_IMAGE, **kwarg
                              num_outputs=n, **kwargs)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("model", "task", "extra"), [
     ("tiny:flux", Task.TEXT_TO_IMAGE, {}),
     ("small:flux", Task.TEXT_TO_IMAGE, {}),

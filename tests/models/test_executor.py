@@ -64,6 +64,7 @@ def test_a_cancelled_call_leaves_no_trace_in_the_next(load):
     assert np.array_equal(again.images, reference) and again.cache.total_steps == 8
 
 
+@pytest.mark.slow  # a model each; test_family_matrix covers every family
 @pytest.mark.parametrize(
     ("model", "req"),
     [
@@ -85,6 +86,7 @@ def test_qwen_edit_uses_the_small_vae_area(load):
     assert module.VAE_IMAGE_SIZE == 128 * 128
 
 
+@pytest.mark.slow  # a model each; test_family_matrix covers every family
 @pytest.mark.parametrize(("model", "task", "images"), [
     ("tiny:wan-t2v", Task.TEXT_TO_VIDEO, []),
     ("tiny:wan-i2v", Task.IMAGE_TO_VIDEO, [Image.new("RGB", (80, 64), "blue")]),

@@ -17,6 +17,8 @@ from openai_dit.types import GenerationRequest, Task
 
 from .test_family_matrix import mask_png, served
 
+pytestmark = pytest.mark.slow  # real pipelines of many families
+
 
 def test_every_family_has_a_tiny_model_and_every_tiny_model_a_family():
     classes = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 import threading
@@ -77,6 +78,7 @@ def test_compile_warms_up_once_per_shape(load, monkeypatch):
     assert calls == [1, 3, 3]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["tiny:flux", "tiny:flux2-klein", "tiny:wan-t2v", "tiny:wan-i2v",
                                   "tiny:qwen-image-edit-plus"])
 def test_tiny_command_writes_a_folder_plain_diffusers_loads(tmp_path, name):
@@ -105,6 +107,7 @@ def test_builtin_weights_are_fixed(tmp_path):
     assert (a / file).read_bytes() == (b / file).read_bytes()
 
 
+@pytest.mark.slow
 def test_compile_for_real_with_cache_matches_eager(load):
     """torch.compile (inductor on CPU) under cache-dit: same image as eager within rounding."""
     compiled = load("tiny:flux", compile=True, cache=True, Fn=1, rdt=0.5, max_warmup_steps=2, fresh=True)
@@ -115,3 +118,16 @@ def test_compile_for_real_with_cache_matches_eager(load):
                                             num_inference_steps=6, seed=4), threading.Event())
     assert first.cache.cached_steps == reference.cache.cached_steps > 0
     assert np.abs(first.images.astype(int) - reference.images.astype(int)).max() <= 2
+
+
+@pytest.mark.slow
+def test_start_up_logs_the_seconds_of_each_component_and_the_total(caplog):
+    with caplog.at_level(logging.INFO, logger="openai_dit.loader"):
+        load_model(ServerConfig(model_path="tiny:flux"))
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("loaded tiny:flux in "))
+    for part in ("transformer ", "vae ", "text_encoder ", "files ", "to cpu "):
+        assert part in line, line
+    total = float(line.split(" in ", 1)[1].split(" s", 1)[0])
+    words = line.split(": ", 1)[1].replace(";", ",").split()
+    parts = [float(word) for word in words if word.replace(".", "").isdigit()]
+    assert total >= max(parts) and total > 0

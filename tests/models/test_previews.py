@@ -28,6 +28,7 @@ def test_preview_steps_are_spread_and_never_the_last():
                                         "WanPipeline")] == ["flux", "flux2", "qwen-image", None]
 
 
+@pytest.mark.slow  # a model each
 @pytest.mark.parametrize("model", ["tiny:flux", "tiny:flux2-klein", "tiny:qwen-image-edit-plus"])
 def test_decoding_the_final_latents_gives_the_final_image(load, model):
     """The layout of each family: the preview decoder on the last step's latents reproduces the pipeline's own

@@ -117,7 +117,7 @@ def test_the_key_never_appears_in_logs_errors_or_metrics(client, caplog):
         assert secret not in caplog.text
         assert secret not in metrics
     assert 'status="401"' in metrics and 'outcome="unauthorized"' in metrics
-    assert KEY not in repr(client.app.state.config)
+    assert KEY not in repr(client.app.state.services.config)
 
 
 def test_without_keys_the_api_is_open():

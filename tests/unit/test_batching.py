@@ -6,13 +6,12 @@ from __future__ import annotations
 import asyncio
 import io
 import threading
-import time
 import traceback
 import weakref
 
 import numpy as np
 import pytest
-from fakes import IMAGES, FakeEngine, png_bytes, serving
+from fakes import IMAGES, FakeEngine, png_bytes, run_request, serving, wait_until
 from PIL import Image
 
 from openai_dit.runner import Runner
@@ -23,12 +22,6 @@ def make(prompt: str, seed: int = 1, n: int = 1, size: int = 16, **kwargs) -> Ge
     return GenerationRequest(task=Task.TEXT_TO_IMAGE, prompt=prompt, width=size, height=size, num_inference_steps=2,
                              seed=seed, num_outputs=n, request_id=prompt, **kwargs)
 
-
-def wait_until(condition, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.005)
 
 
 def held_runner(max_batch_size: int, engine: FakeEngine | None = None) -> tuple[FakeEngine, Runner]:
@@ -50,9 +43,9 @@ async def queue_behind_held(engine: FakeEngine, runner: Runner, requests: list[G
                             listeners: list | None = None) -> list[asyncio.Future]:
     """Run `held()` (held at its first step), queue `requests` behind it, release it and let it finish; the
     queued requests' pending results."""
-    first = asyncio.ensure_future(runner.submit(held()))
+    first = asyncio.ensure_future(run_request(runner, held()))
     await asyncio.to_thread(engine.started.wait, 5)
-    tasks = [asyncio.ensure_future(runner.submit(r, on_progress=(listeners or [None] * len(requests))[i]))
+    tasks = [asyncio.ensure_future(run_request(runner, r, on_progress=(listeners or [None] * len(requests))[i]))
              for i, r in enumerate(requests)]
     while runner.queued < len(requests):
         await asyncio.sleep(0.005)
@@ -202,7 +195,7 @@ def test_out_of_memory_retries_start_after_the_failed_call_is_released():
     assert Tight.seen_at_release == [True] and Tight.seen_at_retry == [True, True]
 
     async def lone() -> BaseException:
-        return (await asyncio.gather(runner.submit(make("huge")), return_exceptions=True))[0]
+        return (await asyncio.gather(run_request(runner, make("huge")), return_exceptions=True))[0]
 
     failed = asyncio.run(lone())
     assert type(failed).__name__ == "OutOfMemoryError"
@@ -268,9 +261,9 @@ def test_a_lone_call_restarts_once_to_take_in_requests_that_arrive_during_its_fi
     engine, runner = held_runner(max_batch_size=8)
 
     async def scenario(first: GenerationRequest, later: list[GenerationRequest]):
-        lone = asyncio.ensure_future(runner.submit(first))
+        lone = asyncio.ensure_future(run_request(runner, first))
         await asyncio.to_thread(engine.started.wait, 5)
-        tasks = [asyncio.ensure_future(runner.submit(r)) for r in later]
+        tasks = [asyncio.ensure_future(run_request(runner, r)) for r in later]
         while runner.queued < len(later):
             await asyncio.sleep(0.005)
         engine.gate.set()  # the lone call reaches the end of its first step with the others waiting

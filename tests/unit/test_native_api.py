@@ -293,7 +293,7 @@ def test_image_urls_fetched_over_http_only_when_private_addresses_are_allowed():
             pass
 
     origin = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=origin.serve_forever, daemon=True).start()
+    threading.Thread(target=origin.serve_forever, args=(0.02,), daemon=True).start()
     url = f"http://127.0.0.1:{origin.server_address[1]}"
     try:
         engine = FakeEngine()

@@ -25,6 +25,8 @@ from openai_dit.config import ServerConfig
 from openai_dit.runner import Runner
 from openai_dit.server import create_app
 
+pytestmark = pytest.mark.slow  # hundreds of generated requests
+
 KEY = "sk-fuzz"
 EXAMPLES = int(os.environ.get("OPENAI_DIT_FUZZ_EXAMPLES", "60"))
 RANDOM = bool(os.environ.get("OPENAI_DIT_FUZZ_RANDOM"))
@@ -44,7 +46,7 @@ def _document() -> dict:
     """The app's OpenAPI document, built without starting it (the fixture's server serves the same)."""
     with tempfile.TemporaryDirectory(prefix="openai-dit-fuzz-") as data_dir:
         app, _ = _make_app(data_dir)
-        app.state.videos.jobs.store.close()
+        app.state.services.videos.jobs.store.close()
         return app.openapi_schema.to_schema()
 
 

@@ -7,7 +7,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from fakes import VIDEO, FakeEngine, assert_openai_error, serving
+from fakes import VIDEO, FakeEngine, assert_openai_error, serving, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 
 from openai_dit.server.middleware import RequestIdLogFilter
@@ -32,12 +32,6 @@ def value(samples, name: str, **labels) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
-def wait_until(predicate, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.01)
-
 
 class CachingEngine(FakeEngine):
     """Reports cache-dit statistics as the real executor does: 3 of 8 steps cached."""
@@ -57,7 +51,7 @@ def test_probes_follow_the_lifecycle():
         assert client.get("/ready").json() == {"status": "ready"}
         assert client.get("/readyz").status_code == client.get("/health/ready").status_code == 200
         assert client.get("/live").json() == {"status": "alive"}
-        client.app.state.runner.declare_dead("rank 1 disconnected")
+        client.app.state.services.runner.declare_dead("rank 1 disconnected")
         for path in ("/ready", "/live", "/health"):
             assert client.get(path).status_code == 503, path
         assert client.get("/ready").json() == {"status": "failed"}
@@ -91,6 +85,22 @@ def test_metrics_count_requests_outputs_batches_latencies_and_cache():
     assert value(samples, "openai_dit_http_request_duration_seconds_count", route=route, method="POST") == 3
 
 
+def test_metrics_describe_the_process_the_build_and_the_model():
+    from importlib.metadata import version
+
+    with serving(FakeEngine()) as client:
+        samples = scrape(client)
+    names = {name for name, _ in samples}
+    assert {"process_cpu_seconds_total", "process_resident_memory_bytes", "process_start_time_seconds",
+            "python_info"} <= names
+    build = [dict(labels) for name, labels in samples if name == "openai_dit_build_info"]
+    assert len(build) == 1 and build[0]["version"] == version("openai-dit") and build[0]["diffusers"]
+    model = [dict(labels) for name, labels in samples if name == "openai_dit_model_info"]
+    assert model == [{"model": "fake-model", "pipeline": "", "device": "fake", "dtype": "float32", "cache": "off",
+                      "compile": "off", "world_size": "1"}]
+    assert value(samples, "openai_dit_model_load_seconds") > 0
+
+
 def test_metrics_gauges_and_rejections_under_load():
     engine = FakeEngine()
     engine.gate = threading.Event()
@@ -98,7 +108,7 @@ def test_metrics_gauges_and_rejections_under_load():
         running = pool.submit(client.post, "/v1/images/generations", json=IMAGE)
         wait_until(lambda: engine.started.is_set())
         queued = pool.submit(client.post, "/v1/images/generations", json=IMAGE)
-        wait_until(lambda: client.app.state.runner.queued == 1)
+        wait_until(lambda: client.app.state.services.runner.queued == 1)
         refused = client.post("/v1/images/generations", json=IMAGE)
         assert_openai_error(refused, 429)
         assert int(refused.headers["retry-after"]) >= 1
@@ -154,12 +164,12 @@ def test_drain_finishes_admitted_work_refuses_new_work_and_keeps_video_jobs_queu
     engine = FakeEngine(VIDEO)
     engine.gate = threading.Event()
     with serving(engine, max_batch_size=1) as client, ThreadPoolExecutor(2) as pool:
-        lifecycle = client.app.state.lifecycle
+        lifecycle = client.app.state.services.lifecycle
         image = pool.submit(client.post, "/generate", json={"prompt": "x", "width": 64, "height": 64,
                                                             "num_frames": 9})
         wait_until(lambda: engine.started.is_set())
         job = client.post("/v1/videos", json={"prompt": "waves", "seconds": "1", "size": "64x64"}).json()
-        wait_until(lambda: client.app.state.runner.queued == 1)
+        wait_until(lambda: client.app.state.services.runner.queued == 1)
         drain = pool.submit(client.blocking_portal.call, lifecycle.drain, 10)
         wait_until(lambda: lifecycle.readiness == "draining")
         assert client.get("/ready").json() == {"status": "draining"}
@@ -172,7 +182,7 @@ def test_drain_finishes_admitted_work_refuses_new_work_and_keeps_video_jobs_queu
         engine.gate.set()
         drain.result(timeout=10)
         assert image.result().status_code == 200  # admitted before the drain: finished
-        assert client.app.state.runner.idle
+        assert client.app.state.services.runner.idle
         assert client.get(f"/v1/videos/{job['id']}").json()["status"] == "queued"  # left for the next start
         assert len(engine.calls) == 1
 
@@ -181,11 +191,11 @@ def test_drain_timeout_answers_what_is_left_with_503():
     engine = FakeEngine()
     engine.gate = threading.Event()
     with serving(engine, max_batch_size=1) as client, ThreadPoolExecutor(3) as pool:
-        lifecycle = client.app.state.lifecycle
+        lifecycle = client.app.state.services.lifecycle
         running = pool.submit(client.post, "/v1/images/generations", json=IMAGE)
         wait_until(lambda: engine.started.is_set())
         queued = pool.submit(client.post, "/v1/images/generations", json={**IMAGE, "size": "128x128"})
-        wait_until(lambda: client.app.state.runner.queued == 1)
+        wait_until(lambda: client.app.state.services.runner.queued == 1)
         started = time.monotonic()
         client.blocking_portal.call(lifecycle.drain, 0.3)
         assert time.monotonic() - started < 3

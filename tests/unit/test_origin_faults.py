@@ -89,7 +89,7 @@ def origins(monkeypatch):
     }
     Origin.streamed = 0
     for server in (private, public):
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
     yield f"http://{PUBLIC}:{public.server_port}", private
     for server in (private, public):
         server.shutdown()
@@ -106,6 +106,7 @@ def test_a_public_origin_works(origins):
         assert _generate(client, f"{base}/ok.png").status_code == 200
 
 
+@pytest.mark.slow
 def test_slow_origin_is_cut_off_at_the_fetch_timeout(origins):
     base, _ = origins
     with serving(FakeEngine(), fetch_timeout=1.0) as client:

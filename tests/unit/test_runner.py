@@ -11,10 +11,10 @@ import time
 import httpx
 import pytest
 import uvicorn
-from fakes import FakeEngine
+from fakes import FakeEngine, run_request, wait_until
 
 from openai_dit.config import ServerConfig
-from openai_dit.errors import ModelNotReady
+from openai_dit.errors import ServiceUnavailable
 from openai_dit.runner import Runner
 from openai_dit.types import GenerationRequest, Task
 
@@ -27,23 +27,15 @@ def make_request(steps: int = 3, seed: int = 1) -> GenerationRequest:
 def started_runner(engine, **kwargs) -> Runner:
     runner = Runner(lambda: engine, **kwargs)
     runner.start()
-    deadline = time.monotonic() + 5
-    while not runner.ready and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: runner.ready, timeout=5)
     return runner
 
-
-def wait_until(predicate, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.01)
 
 
 def test_progress_is_reported_per_step():
     runner = started_runner(FakeEngine())
     seen = []
-    result = asyncio.run(runner.submit(make_request(steps=4), on_progress=lambda p: seen.append(p.step)))
+    result = asyncio.run(run_request(runner, make_request(steps=4), on_progress=lambda p: seen.append(p.step)))
     assert seen == [0, 1, 2, 3, 4]  # 0: the call has started
     assert result.images.shape == (1, 16, 16, 3)
     runner.stop()
@@ -57,9 +49,9 @@ def gated_runner() -> tuple[FakeEngine, Runner]:
 
 
 async def one_running_one_queued(engine: FakeEngine, runner: Runner):
-    running = asyncio.ensure_future(runner.submit(make_request(seed=1)))
+    running = asyncio.ensure_future(run_request(runner, make_request(seed=1)))
     await asyncio.to_thread(engine.started.wait, 5)
-    queued = asyncio.ensure_future(runner.submit(make_request(seed=2)))
+    queued = asyncio.ensure_future(run_request(runner, make_request(seed=2)))
     await asyncio.sleep(0.05)
     assert runner.queued == 1
     return running, queued
@@ -95,8 +87,8 @@ def test_engine_failure_fails_only_that_request():
     bad = make_request()
     bad.prompt = "boom"
     with pytest.raises(ValueError):
-        asyncio.run(runner.submit(bad))
-    assert asyncio.run(runner.submit(make_request())).images is not None
+        asyncio.run(run_request(runner, bad))
+    assert asyncio.run(run_request(runner, make_request())).images is not None
     runner.stop()
 
 
@@ -106,8 +98,8 @@ def test_control_calls_run_between_jobs_and_stop_fails_waiters():
     assert asyncio.run(runner.call(lambda e: e.flush() or "done")) == "done"
     assert engine.flushes == 1
     runner.stop()
-    with pytest.raises(ModelNotReady):
-        asyncio.run(runner.submit(make_request()))
+    with pytest.raises(ServiceUnavailable):
+        asyncio.run(run_request(runner, make_request()))
 
 
 def test_load_failure_is_fatal():
@@ -143,23 +135,23 @@ def test_client_disconnect_cancels_running_and_queued_work():
         wait_until(lambda: runner.ready, 10)
         body = {"prompt": "x", "width": 64, "height": 64, "num_inference_steps": 50}
 
-        def post_and_give_up():
+        def post_and_give_up(after: float):
             try:
-                httpx.post(f"http://127.0.0.1:{port}/generate", json=body, timeout=0.5)
+                httpx.post(f"http://127.0.0.1:{port}/generate", json=body, timeout=after)
             except httpx.TimeoutException:
                 pass
 
-        first = threading.Thread(target=post_and_give_up)
+        # The queued request's client leaves first: it is dropped while the running call is still held.
+        first = threading.Thread(target=post_and_give_up, args=(1.5,))
         first.start()
         assert engine.started.wait(5)
-        second = threading.Thread(target=post_and_give_up)
+        second = threading.Thread(target=post_and_give_up, args=(0.5,))
         second.start()
         first.join()
         second.join()
-        # The server noticed both clients leave: the queued job is gone, the running one is flagged.
-        wait_until(lambda: runner.queued == 0 and runner._running and runner._running[0].cancelled.is_set())
+        # The server noticed both clients leave: the queued job is gone, the running call stopped at its step.
+        wait_until(lambda: runner.queued == 0 and engine.cancelled_calls == 1 and not runner.running)
         engine.gate.set()
-        wait_until(lambda: engine.cancelled_calls == 1 and not runner.busy)
         assert len(engine.calls) == 1  # the queued request was dropped, never run
         ok = httpx.post(f"http://127.0.0.1:{port}/generate", json={**body, "num_inference_steps": 1}, timeout=10)
         assert ok.status_code == 200
@@ -177,12 +169,12 @@ def test_stop_fails_queued_work_and_refuses_new_work():
         await asyncio.sleep(0.05)
         engine.gate.set()
         await stopper
-        with pytest.raises(ModelNotReady):
+        with pytest.raises(ServiceUnavailable):
             await queued
-        with pytest.raises(ModelNotReady):  # answered at once (503); the call ends at its next step
+        with pytest.raises(ServiceUnavailable):  # answered at once (503); the call ends at its next step
             await running
-        with pytest.raises(ModelNotReady):
-            await runner.submit(make_request())
+        with pytest.raises(ServiceUnavailable):
+            await run_request(runner, make_request())
 
     asyncio.run(scenario())
     assert [c.seed for c in engine.calls] == [1] and engine.cancelled_calls == 1
@@ -201,10 +193,10 @@ def test_a_dead_engine_fails_everything_at_once_and_asks_to_exit():
         runner.declare_dead("rank 1 disconnected")
         runner.declare_dead("again")  # once only
         for outcome in (running, queued):
-            with pytest.raises(ModelNotReady):
+            with pytest.raises(ServiceUnavailable):
                 await asyncio.wait_for(outcome, 2)
-        with pytest.raises(ModelNotReady):
-            runner.enqueue(make_request())
+        with pytest.raises(ServiceUnavailable):
+            runner.submit(make_request())
 
     asyncio.run(scenario())
     assert not runner.ready and [str(e) for e in fatal] == ["rank 1 disconnected"]

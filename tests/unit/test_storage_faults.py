@@ -13,7 +13,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from fakes import VIDEO, FakeEngine, assert_openai_error, serving
+from fakes import VIDEO, FakeEngine, assert_openai_error, serving, wait_until
+
+pytestmark = pytest.mark.slow  # mounts filesystems, waits for the readiness probe
 
 
 @contextmanager
@@ -67,9 +69,9 @@ def test_a_full_disk_fails_creation_cleanly_and_a_running_job_as_storage_full():
             error = assert_openai_error(refused, 507)
             assert error["code"] == "storage_full" and refused.headers["retry-after"]
             assert "x-should-retry" not in refused.headers  # nothing was created: retrying is safe
-            time.sleep(2.1)  # the readiness probe runs every 2 s
-            ready = client.get("/ready")
-            assert ready.status_code == 503 and ready.json() == {"status": "storage_unavailable"}
+            # the readiness probe runs every 2 s
+            wait_until(lambda: client.get("/ready").json() == {"status": "storage_unavailable"}, timeout=5)
+            assert client.get("/ready").status_code == 503
             engine.gate.set()  # the job ends while the disk is full: its files cannot be written
             video = wait_for(client, job["id"])
             assert video["status"] == "failed" and video["error"]["code"] == "storage_full", video
@@ -77,8 +79,10 @@ def test_a_full_disk_fails_creation_cleanly_and_a_running_job_as_storage_full():
             assert not [f for d in folders for f in d.iterdir() if f.name.endswith(".part")]  # nothing half-written
             assert len(client.get("/v1/videos").json()["data"]) == 1  # the refused job left nothing behind
             filler.unlink()
-            time.sleep(2.5)  # the retry writes the outcome once the store takes writes
-            assert client.get("/ready").json() == {"status": "ready"}
+            # the retry writes the outcome once the store takes writes
+            jobs = client.app.state.services.videos.jobs
+            wait_until(lambda: jobs.unrecorded(job["id"]) is None, timeout=5)
+            wait_until(lambda: client.get("/ready").json() == {"status": "ready"}, timeout=5)
         with serving(FakeEngine(VIDEO), data_dir=str(data_dir)) as client:  # a restart reads what was recorded
             video = client.get(f"/v1/videos/{job['id']}").json()
             assert video["status"] == "failed" and video["error"]["code"] == "storage_full", video
@@ -96,8 +100,7 @@ def test_a_read_only_data_directory_refuses_creation_with_503():
                 refused = client.post("/v1/videos", json={"prompt": "x", "size": "64x64", "num_frames": 9})
                 error = assert_openai_error(refused, 503)
                 assert error["code"] == "storage_unavailable" and refused.headers["retry-after"]
-                time.sleep(2.1)
-                assert client.get("/ready").json() == {"status": "storage_unavailable"}
+                wait_until(lambda: client.get("/ready").json() == {"status": "storage_unavailable"}, timeout=5)
                 assert client.get("/health").text == "OK"  # the old contract: the model is loaded
             finally:
                 subprocess.run(["umount", videos], check=True)

@@ -16,6 +16,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal, overload
 
 __all__ = ["BUILTIN_MODELS", "HINTS_FILE", "builtin_model_dir", "builtin_names", "is_builtin", "write_builtin"]
 
@@ -57,7 +58,12 @@ def is_builtin(model_path: str) -> bool:
 
 
 def _cache_root() -> Path:
-    root = os.environ.get("OPENAI_DIT_CACHE") or os.path.join(
+    """$OPENAI_DIT_TINY_CACHE, else $OPENAI_DIT_CACHE when it names a folder (its meaning before it became --cache's
+    variable), else the XDG cache folder."""
+    legacy = os.environ.get("OPENAI_DIT_CACHE", "")
+    if legacy.strip().lower() in ("", "true", "false", "yes", "no", "on", "off", "1", "0"):
+        legacy = ""
+    root = os.environ.get("OPENAI_DIT_TINY_CACHE") or legacy or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "openai-dit")
     return Path(root) / "builtin"
 
@@ -78,6 +84,10 @@ def write_builtin(name: str, directory: str | os.PathLike) -> Path:
     return directory
 
 
+@overload
+def builtin_model_dir(name: str, *, build: Literal[True] = ...) -> Path: ...
+@overload
+def builtin_model_dir(name: str, *, build: bool) -> Path | None: ...
 def builtin_model_dir(name: str, *, build: bool = True) -> Path | None:
     """The cached directory of a built-in model, built on first use (safe across processes). `build=False`: the
     directory if it is built already, else None."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -10,8 +11,8 @@ from .defaults import IMAGE_DEFAULTS
 
 __all__ = ["BUILDERS"]
 
-_TINY = dict(hidden_heads=2, head_dim=16, layers=1, single_layers=1, text_dim=32, vae_ch=8)
-_SMALL = dict(hidden_heads=6, head_dim=64, layers=2, single_layers=3, text_dim=128, vae_ch=32)
+_TINY: dict[str, Any] = dict(hidden_heads=2, head_dim=16, layers=1, single_layers=1, text_dim=32, vae_ch=8)
+_SMALL: dict[str, Any] = dict(hidden_heads=6, head_dim=64, layers=2, single_layers=3, text_dim=128, vae_ch=32)
 # FLUX.2 dev hands the prompt to its Mistral encoder as chat messages whose content is a list of parts:
 # this template writes their text parts (the stand-in Qwen tokenizer's template expects plain strings).
 _PARTS_CHAT_TEMPLATE = (
@@ -38,7 +39,7 @@ def _flux(pipeline: str, hidden_heads: int, head_dim: int, layers: int, single_l
         num_attention_heads=2, max_position_embeddings=77, projection_dim=text_dim,
         bos_token_id=clip_tok.bos_token_id, eos_token_id=clip_tok.eos_token_id, pad_token_id=clip_tok.pad_token_id,
     ))
-    t5 = T5EncoderModel(T5Config(
+    t5 = T5EncoderModel(T5Config(  # type: ignore[call-arg]  # typed configs omit kwargs they accept
         vocab_size=len(t5_tok), d_model=text_dim, d_kv=text_dim // 2, d_ff=text_dim * 2, num_layers=2,
         num_heads=2, relative_attention_num_buckets=8, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1,
     ))

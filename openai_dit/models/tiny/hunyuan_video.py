@@ -99,13 +99,13 @@ def _hunyuan_video15(image_to_video: bool):
     # The glyph (ByT5) encoder only sees quoted text of the prompt; the character-level T5 tokenizer stands in.
     tokenizer, tokenizer_2 = qwen_tokenizer(), t5_tokenizer()
     torch.manual_seed(0)
-    text_encoder = Qwen2_5_VLTextModel(Qwen2_5_VLTextConfig(
+    text_encoder = Qwen2_5_VLTextModel(Qwen2_5_VLTextConfig(  # type: ignore[call-arg]  # typed configs omit kwargs they accept
         vocab_size=len(tokenizer), hidden_size=16, intermediate_size=16, num_hidden_layers=2, num_attention_heads=2,
         num_key_value_heads=2, max_position_embeddings=2048, rope_theta=1000000.0,
         rope_scaling={"mrope_section": [1, 1, 2], "rope_type": "default", "type": "default"},
         bos_token_id=None, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
     ))
-    text_encoder_2 = T5EncoderModel(T5Config(
+    text_encoder_2 = T5EncoderModel(T5Config(  # type: ignore[call-arg]  # typed configs omit kwargs they accept
         vocab_size=len(tokenizer_2), d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2,
         relative_attention_num_buckets=8, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1,
     ))

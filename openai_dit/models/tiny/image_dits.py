@@ -27,7 +27,7 @@ def _kl_vae(latent_channels: int = 4, **factors):
 def _t5(tokenizer, dim: int = _TEXT_DIM):
     from transformers import T5Config, T5EncoderModel
 
-    return T5EncoderModel(T5Config(
+    return T5EncoderModel(T5Config(  # type: ignore[call-arg]  # typed configs omit kwargs they accept
         vocab_size=len(tokenizer), d_model=dim, d_kv=dim // 2, d_ff=dim * 2, num_layers=2, num_heads=2,
         relative_attention_num_buckets=8, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1,
     ))

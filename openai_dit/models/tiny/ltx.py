@@ -32,7 +32,7 @@ def _ltx(image_to_video: bool):
 
     tokenizer = t5_tokenizer(model_max_length=128)
     torch.manual_seed(0)
-    text_encoder = T5EncoderModel(T5Config(
+    text_encoder = T5EncoderModel(T5Config(  # type: ignore[call-arg]  # typed configs omit kwargs they accept
         vocab_size=len(tokenizer), d_model=16, d_kv=8, d_ff=32, num_layers=2, num_heads=2,
         relative_attention_num_buckets=8, dropout_rate=0.0, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1,
     ))

@@ -21,8 +21,8 @@ def _qwen_components(with_processor: bool) -> dict:
     from .tokenizers import qwen_tokenizer
 
     tokenizer = qwen_tokenizer()
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
-                                                           "<|video_pad|>")}
+    ids = {t: int(tokenizer.convert_tokens_to_ids(t))  # type: ignore[arg-type]  # one token: one id
+           for t in ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")}
     parts = {}
     if with_processor:
         # Keep the vision tower's input small: the pipelines hand it ~384x384 (Edit: ~1 MP) condition images.
@@ -30,7 +30,7 @@ def _qwen_components(with_processor: bool) -> dict:
         parts["processor"] = Qwen2VLImageOnlyProcessor(image_processor=image_processor, tokenizer=tokenizer,
                                                        chat_template=tokenizer.chat_template)
     torch.manual_seed(0)
-    text_encoder = Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(
+    text_encoder = Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(  # type: ignore[call-arg]  # typed configs omit kwargs they accept
         text_config={
             "vocab_size": len(tokenizer), "hidden_size": 16, "intermediate_size": 16, "num_hidden_layers": 2,
             "num_attention_heads": 2, "num_key_value_heads": 2,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import re
 import secrets
 import shutil
 import sqlite3
@@ -19,20 +18,15 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
 
-from ..adapters.videos import VideoSettings
 from ..errors import StorageUnavailable
+from .records import FINISHED, VideoRecord, VideoSettings, is_video_id
 
-__all__ = ["ARTIFACTS", "FINISHED", "DataDirInUse", "VideoRecord", "VideoStore", "new_video_id", "storage_errors"]
+__all__ = ["DataDirInUse", "VideoStore", "storage_errors"]
 
-ARTIFACTS = {"video": ("video.mp4", "video/mp4"), "thumbnail": ("thumbnail.webp", "image/webp"),
-             "spritesheet": ("spritesheet.jpg", "image/jpeg")}
-REFERENCE_FILE = "reference.png"
-_ID = re.compile(r"^video_[0-9a-f]{32}$")
 _SCHEMA_VERSION = 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS videos (
@@ -52,32 +46,8 @@ CREATE TABLE IF NOT EXISTS videos (
 );
 CREATE INDEX IF NOT EXISTS videos_expiry ON videos (expires_at);
 """
-FINISHED = ("completed", "failed")  # the statuses a job ends in
-
-
 class DataDirInUse(RuntimeError):
     """Another server process holds the data directory."""
-
-
-def new_video_id() -> str:
-    return "video_" + secrets.token_hex(16)  # 128 random bits: unguessable
-
-
-@dataclass
-class VideoRecord:
-    id: str
-    model: str
-    status: str
-    created_at: int
-    settings: VideoSettings
-    storage: str
-    completed_at: int | None = None
-    expires_at: int | None = None
-    remixed_from_video_id: str | None = None
-    error_code: str | None = None
-    error_message: str | None = None
-    bytes: int = 0
-    seq: int = 0
 
 
 _COLUMNS = ("seq", "id", "model", "status", "created_at", "completed_at", "expires_at", "remixed_from_video_id",
@@ -190,11 +160,12 @@ class VideoStore:
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (record.id, record.model, record.status, record.created_at, record.remixed_from_video_id,
                  msgspec.json.encode(record.settings).decode(), record.storage, record.bytes))
+            assert cursor.lastrowid is not None
             record.seq = cursor.lastrowid
 
     def get(self, video_id: str) -> VideoRecord | None:
         """The live record of `video_id`; None for unknown, malformed or expired ids."""
-        if not _ID.match(video_id):
+        if not is_video_id(video_id):
             return None
         rows = self._query(f"{_SELECT} WHERE id = ? AND {_LIVE}", (video_id, int(time.time())))
         return _record(rows[0]) if rows else None
