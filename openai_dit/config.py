@@ -8,10 +8,13 @@ from dataclasses import MISSING, dataclass, field, fields
 
 from .protocol.models import ModelNames
 
-__all__ = ["API_KEY_ENV", "SCM_POLICIES", "ServerConfig", "add_arguments", "config_from_args", "flag_table"]
+__all__ = ["API_KEY_ENV", "BOOLEAN_WORDS", "SCM_POLICIES", "ServerConfig", "add_arguments", "config_from_args",
+           "flag_table"]
 
 SCM_POLICIES = ("slow", "medium", "fast", "ultra")
 API_KEY_ENV = "OPENAI_DIT_API_KEY"
+# What a switch's variable may say (ConfigArgParse's words for true and false).
+BOOLEAN_WORDS = ("true", "false", "yes", "no", "on", "off", "1", "0")
 
 
 def _opt(default, help: str, *, flag: str | None = None, group: str, choices=None, secret: bool = False,

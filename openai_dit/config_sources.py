@@ -13,7 +13,7 @@ from typing import Any
 
 import configargparse  # type: ignore[import-untyped]
 
-from .config import API_KEY_ENV
+from .config import API_KEY_ENV, BOOLEAN_WORDS
 
 __all__ = ["ENV_PREFIX", "TINY_CACHE_ENV", "ServeParser", "env_name", "server_environment"]
 
@@ -21,7 +21,6 @@ ENV_PREFIX = "OPENAI_DIT_"
 # Where the built-in tiny models are written. `OPENAI_DIT_CACHE` once named it, before it became --cache's
 # variable: a value that is no boolean still means that folder (see `server_environment`).
 TINY_CACHE_ENV = "OPENAI_DIT_TINY_CACHE"
-_BOOLEANS = ("true", "false", "yes", "no", "on", "off", "1", "0")
 
 
 def env_name(flag: str) -> str:
@@ -39,7 +38,7 @@ def server_environment(environ: Mapping[str, str], parser: argparse.ArgumentPars
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX) or name == API_KEY_ENV:
             continue
-        if name == f"{ENV_PREFIX}CACHE" and value.strip().lower() not in _BOOLEANS:
+        if name == f"{ENV_PREFIX}CACHE" and value.strip().lower() not in BOOLEAN_WORDS:
             continue
         if name in lists and not value.strip().startswith("["):
             value = json.dumps(value.split())

@@ -102,7 +102,7 @@ class GenerationLoop:
         started = time.monotonic()
         call = CallRecord(started, len(batch))
         for job in batch:
-            job.started_at, job.call, job.steps_seen = started, call, 0
+            job.call, job.steps_seen = call, 0
             job.post(Started(job.request.num_inference_steps))
         ids = ", ".join(job.request.request_id for job in batch)
         logger.debug("one call for %d request(s): %s", len(batch), ids)

@@ -43,7 +43,6 @@ class Job:
     encode: EncodeStage | None = None
     cancelled: threading.Event = field(default_factory=threading.Event)
     enqueued_at: float = field(default_factory=time.monotonic)
-    started_at: float | None = None  # when its (last) pipeline call started
     inference_seconds: float | None = None
     regrouped: bool = False  # its call was restarted once to take in waiting requests; never again
     settled: bool = False
@@ -57,6 +56,11 @@ class Job:
     encode_started_at: float | None = None
     settled_at: float | None = None
     _queue: asyncio.Queue = field(default_factory=asyncio.Queue)
+
+    @property
+    def started_at(self) -> float | None:
+        """When its (last) pipeline call started; None while it waits."""
+        return self.call.started_at if self.call is not None else None
 
     def post(self, event: Event) -> None:
         """From any thread: the event, for the submission (dropped once the job has settled or the loop closed)."""

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, overload
 
+from ...config import BOOLEAN_WORDS
+
 __all__ = ["BUILTIN_MODELS", "HINTS_FILE", "builtin_model_dir", "builtin_names", "is_builtin", "write_builtin"]
 
 HINTS_FILE = "openai_dit.json"
@@ -61,7 +63,7 @@ def _cache_root() -> Path:
     """$OPENAI_DIT_TINY_CACHE, else $OPENAI_DIT_CACHE when it names a folder (its meaning before it became --cache's
     variable), else the XDG cache folder."""
     legacy = os.environ.get("OPENAI_DIT_CACHE", "")
-    if legacy.strip().lower() in ("", "true", "false", "yes", "no", "on", "off", "1", "0"):
+    if legacy.strip().lower() in ("", *BOOLEAN_WORDS):
         legacy = ""
     root = os.environ.get("OPENAI_DIT_TINY_CACHE") or legacy or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "openai-dit")
