@@ -82,6 +82,9 @@ def _check_launch(config: ServerConfig) -> str | None:
         return "--video-ttl, --video-store-mb and --max-video-jobs must be positive"
     if os.path.exists(config.data_path) and not os.path.isdir(config.data_path):
         return f"--data-dir {config.data_path} is not a folder"
+    problem = _check_replicas(config)
+    if problem:
+        return problem
     if config.public_url and not config.public_url.startswith(("http://", "https://")):
         return "--public-url must start with http:// or https://"
     if config.request_timeout < 0 or config.shutdown_timeout < 0 or config.body_timeout < 0:
@@ -101,6 +104,25 @@ def _check_launch(config: ServerConfig) -> str | None:
     from .models.options import check_model_options
 
     return check_model_options(config, world_size)
+
+
+def _check_replicas(config: ServerConfig) -> str | None:
+    """--job-store, --object-store, leases and webhooks: their form (whether the services answer is checked when
+    they are opened)."""
+    from .jobs.store import job_store_url
+    from .jobs.webhooks import check_webhook_config
+
+    try:
+        job_store_url(config.job_store, config.data_path)
+    except ValueError as exc:
+        return str(exc)
+    if not (config.object_store == "local" or config.object_store.startswith("s3://")):
+        return "--object-store must be local or s3://bucket/prefix"
+    if config.presigned_urls and not config.object_store.startswith("s3://"):
+        return "--presigned-urls needs --object-store s3://bucket/prefix"
+    if config.job_lease <= 0 or config.job_attempts < 0:
+        return "--job-lease must be positive and --job-attempts at least 0"
+    return check_webhook_config(config.webhook_url, config.webhook_secret, allow_private=config.allow_private_urls)
 
 
 def _uvicorn_server(app, config: ServerConfig):
@@ -163,9 +185,11 @@ def _cuda_device(config: ServerConfig) -> bool:
 
 
 def serve(config: ServerConfig) -> int:
-    from .jobs.store import DataDirInUse
+    from .jobs.schema import SchemaTooNew
+    from .jobs.store import DataDirInUse, JobStoreUnreachable
     from .runner import Runner
     from .server import create_app
+    from .storage import ObjectStoreUnreachable
 
     problem = _check_launch(config)
     if problem:
@@ -207,6 +231,9 @@ def serve(config: ServerConfig) -> int:
     logger.info("API keys: %s", f"{len(keys)} accepted" if keys else "none (the API is open)")
     try:
         app = create_app(config, runner, keys)
+    except (JobStoreUnreachable, ObjectStoreUnreachable, SchemaTooNew) as exc:
+        logger.error("cannot start: %s", exc)
+        return 1
     except (OSError, sqlite3.Error, DataDirInUse) as exc:
         logger.error("cannot start: the data directory %s cannot be used: %s", config.data_path, exc)
         return 2

@@ -117,6 +117,27 @@ class ServerConfig:
                                  "are removed.", group="videos")
     max_video_jobs: int = _opt(10000, "Video job records kept; beyond it the oldest finished jobs are removed.",
                                group="videos")
+    # --- several replicas
+    job_store: str = _opt("sqlite", "Where video jobs are recorded: sqlite (a file in --data-dir; one server) or "
+                          "postgresql://user:password@host:port/database (psycopg 3), shared by replicas.",
+                          group="replicas", secret=True)
+    job_lease: float = _opt(30.0, "Seconds a replica holds a job without renewing it (it renews every third of "
+                            "it, at most every 2 s); a job whose replica died runs elsewhere after this long.",
+                            group="replicas")
+    job_attempts: int = _opt(0, "Times a job may start before a server dying under it fails it as "
+                             "server_restarted (0: 1 with sqlite, as it may be what killed the server; 2 with "
+                             "PostgreSQL, where another replica takes it over).", group="replicas")
+    object_store: str = _opt("local", "Where files are kept: local (videos in --data-dir, url images in memory) or "
+                             "s3://bucket/prefix (videos and url images, shared by replicas; boto3's credentials).",
+                             group="replicas")
+    object_store_endpoint: str | None = _opt(None, "The S3-compatible endpoint (MinIO, R2, ...). Default: "
+                                             "$AWS_ENDPOINT_URL_S3, else AWS.", group="replicas")
+    presigned_urls: bool = _opt(False, "response_format=url links are pre-signed URLs of the bucket (as OpenAI's "
+                                "are) rather than this server's /v1/images/files/ links.", group="replicas")
+    webhook_url: str | None = _opt(None, "Where video.completed and video.failed events are POSTed (Standard "
+                                   "Webhooks, as OpenAI sends them); checked like image URLs.", group="replicas")
+    webhook_secret: str | None = _opt(None, "The webhooks' signing secret, whsec_<base64> (what the openai SDK's "
+                                      "webhooks.unwrap() takes).", group="replicas", secret=True)
     # --- model loading
     device: str | None = _opt(None, "Device: cpu, cuda, cuda:N or cuda:A,B,... (default: cuda when available, "
                               "else cpu). Under torchrun, rank r takes cuda:r, cuda:N+r, or the r-th listed GPU.",
@@ -170,7 +191,8 @@ class ServerConfig:
     # --- inputs
     allowed_local_media_path: str | None = _opt(None, "Folder from which image_urls may name local files; "
                                                 "without it local paths are refused.", group="inputs")
-    allow_private_urls: bool = _opt(False, "Let image URLs reach private, loopback and link-local addresses.",
+    allow_private_urls: bool = _opt(False, "Let image URLs and --webhook-url reach private, loopback and link-local "
+                                    "addresses.",
                                     group="inputs")
     max_image_pixels: int = _opt(16_777_216, "Largest input image (width x height), checked before decoding.",
                                  group="inputs")

@@ -67,3 +67,6 @@ class VideoRecord:
     error_message: str | None = None
     bytes: int = 0
     seq: int = 0
+    owner: str | None = None  # the replica running it (a shared store); None: any replica may claim it
+    attempts: int = 0  # times it started running
+    progress: int = 0  # as its owner last stored it (what other replicas report)

@@ -16,13 +16,16 @@ from litestar.middleware._internal.cors import CORSMiddleware
 
 from .. import __version__, tracing
 from ..config import ServerConfig
-from ..jobs.store import VideoStore
+from ..jobs.store import JobStore, job_store_url
 from ..media import MediaPolicy
 from ..runner import Runner
 from ..serving.images import ImagesService
+from ..serving.job_files import JobFiles
 from ..serving.native import NativeService
 from ..serving.output_store import OutputStore
 from ..serving.videos import VideosService
+from ..storage import open_object_store
+from ..storage.images import ObjectImageStore
 from .docs import docs_router, openapi_config
 from .exceptions import handle_exception
 from .health import HealthController
@@ -42,7 +45,8 @@ _MAX_FORM_PARTS = 100  # multipart parts per request: a few images plus every te
 
 
 def create_app(config: ServerConfig, runner: Runner, api_keys: list[str] | None = None) -> Litestar:
-    """The app serving `runner`. Opens (and locks) the video job store in the data directory; the lifespan starts
+    """The app serving `runner`. Opens the object store and the video job store (a SQLite one locks the data
+    directory); the lifespan starts
     the runner (which loads the model) and the video jobs, and stops them. `api_keys`: default `config.api_keys()`.
     `app.state.services.lifecycle.drain()` is the graceful shutdown (the CLI runs it on SIGTERM)."""
     policy = MediaPolicy(
@@ -52,14 +56,27 @@ def create_app(config: ServerConfig, runner: Runner, api_keys: list[str] | None 
         allowed_local_path=config.allowed_local_media_path,
     )
 
-    store = OutputStore(ttl_seconds=config.image_url_ttl, max_bytes=int(config.image_url_store_mb * 1024 * 1024))
+    objects = open_object_store(config.object_store, data_dir=config.data_path,
+                                endpoint_url=config.object_store_endpoint)
+    objects.check()  # ObjectStoreUnreachable: the CLI exits 1
+    image_links: OutputStore | ObjectImageStore = OutputStore(
+        ttl_seconds=config.image_url_ttl, max_bytes=int(config.image_url_store_mb * 1024 * 1024))
+    if objects.shared:  # links any replica answers, surviving restarts
+        image_links = ObjectImageStore(objects, config.image_url_ttl, presign=config.presigned_urls)
+    jobs = JobStore(job_store_url(config.job_store, config.data_path), data_dir=config.data_path,
+                    webhooks=bool(config.webhook_url))  # JobStoreUnreachable, DataDirInUse
+    logger.info("video jobs in %s, files in %s", jobs.describe(), objects.description)
+    if jobs.shared and not objects.shared:
+        logger.warning("--job-store is shared but --object-store is local: other replicas cannot read this one's "
+                       "video files (use --object-store s3://bucket/prefix)")
 
     runner.metrics.watch_model(config.model_name, runner.describe)
-    videos = VideosService(runner, config, policy, VideoStore(config.data_path))
+    videos = VideosService(runner, config, policy, jobs, JobFiles(objects))
     activity = HttpActivity()
-    lifecycle = Lifecycle(runner, videos.jobs, activity, config.shutdown_timeout)
+    lifecycle = Lifecycle(runner, videos.jobs, activity, config.shutdown_timeout,
+                          image_links if isinstance(image_links, ObjectImageStore) else None)
     services = Services(config=config, runner=runner, native=NativeService(runner, config, policy),
-                        images=ImagesService(runner, config, policy, store), videos=videos, lifecycle=lifecycle,
+                        images=ImagesService(runner, config, policy, image_links), videos=videos, lifecycle=lifecycle,
                         started_at=int(time.time()))
 
     traces = tracing.setup(config)  # None unless --otlp-traces-endpoint (or a test's provider)

@@ -19,36 +19,58 @@ from .middleware import HttpActivity
 if TYPE_CHECKING:
     from ..runner import Runner
     from ..serving.video_jobs import VideoJobs
+    from ..storage.images import ObjectImageStore
 
 __all__ = ["Lifecycle"]
 
 logger = logging.getLogger("openai_dit.server")
 
 _POLL_SECONDS = 0.05
-_ANSWER_SECONDS = 5.0  # after the deadline: time for the 503s of aborted requests to go out
+_ANSWER_SECONDS = 5.0
+_IMAGE_SWEEP_SECONDS = 600.0  # after the deadline: time for the 503s of aborted requests to go out
 
 
 class Lifecycle:
     """Start-up, the drain and the shutdown of one app, in this order: `start()` (the lifespan's start), `drain()`
     (on SIGTERM), `shutdown()` (the lifespan's end), all bounded by --shutdown-timeout."""
 
-    def __init__(self, runner: Runner, videos: VideoJobs, activity: HttpActivity, shutdown_timeout: float) -> None:
+    def __init__(self, runner: Runner, videos: VideoJobs, activity: HttpActivity, shutdown_timeout: float,
+                 image_links: ObjectImageStore | None = None) -> None:
         self.runner = runner
         self.videos = videos
         self.activity = activity
         self.shutdown_timeout = shutdown_timeout
+        self.image_links = image_links  # links in a bucket: expired ones are removed here
+        self._sweeper: asyncio.Task | None = None
 
     async def start(self) -> None:
         """Load the model (on the runner's thread: readiness says loading until it is done), resume video jobs."""
         self.runner.start()
         await self.videos.start()
+        if self.image_links is not None:
+            self._sweeper = asyncio.ensure_future(self._sweep_image_links(self.image_links))
 
     async def shutdown(self) -> None:
         """Stop taking video jobs, end the generation thread (what still waits or runs is answered 503) and close
         the job store."""
         self.videos.begin_shutdown()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         await asyncio.to_thread(self.runner.stop, self.shutdown_timeout)
         await self.videos.close()
+
+    @staticmethod
+    async def _sweep_image_links(links: ObjectImageStore) -> None:
+        """Expired url images leave the bucket (each replica sweeps; removing what is gone is harmless)."""
+        interval = min(_IMAGE_SWEEP_SECONDS, max(1.0, links.ttl_seconds / 2))
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                removed = await asyncio.to_thread(links.sweep)
+                if removed:
+                    logger.debug("removed %d expired image links", removed)
+            except Exception as exc:  # noqa: BLE001 - the next sweep tries again
+                logger.warning("removing expired image links failed (%s)", type(exc).__name__)
 
     @property
     def readiness(self) -> str:

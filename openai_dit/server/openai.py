@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable
 
@@ -85,7 +86,7 @@ class ImagesController(Controller):
     @get("/files/{name:str}", responses=error_responses(404),
          summary="An image returned as a link (response_format=url), while it lasts")
     async def file(self, name: FromPath[str], images: ImagesDep) -> Response[bytes]:
-        item = images.store.get(name)
+        item = await asyncio.to_thread(images.store.get, name)  # a bucket's object, or memory
         if item is None:
             raise NotFound("This image link does not exist or has expired.", code="not_found")
         max_age = max(0, int(item.expires_at - time.monotonic()))

@@ -56,12 +56,12 @@ class VideosController(Controller):
     @get("", responses=error_responses(400), summary="List video jobs, newest first (after, limit, order)")
     async def list_videos(self, videos: VideosDep, after: FromQuery[str | None] = None,
                           limit: FromQuery[str | None] = None, order: FromQuery[str | None] = None) -> VideoList:
-        return videos.list(after, limit, order)
+        return await videos.list(after, limit, order)
 
     @get("/{video_id:str}", responses=error_responses(404),
          summary="A video job; `openai-poll-after-ms` says when to ask again")
     async def retrieve(self, video_id: FromPath[str], videos: VideosDep) -> Response[Video]:
-        video, poll_after_ms = videos.retrieve(video_id)
+        video, poll_after_ms = await videos.retrieve(video_id)
         headers = {} if poll_after_ms is None else {"openai-poll-after-ms": str(poll_after_ms)}
         return Response(video, headers=headers)
 

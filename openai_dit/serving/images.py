@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from ..adapters import images as adapter
 from ..adapters.forms import FormFields, convert_form
@@ -25,6 +26,9 @@ from ..types import GenerationRequest, GenerationResult, Task
 from .inputs import check_mask_size, checked_image, load_images
 from .output_store import OutputStore
 
+if TYPE_CHECKING:
+    from ..storage.images import ObjectImageStore
+
 __all__ = ["FILE_FIELDS", "TEXT_OR_FILE_FIELDS", "ImagesService"]
 
 FILE_FIELDS = frozenset({"image", "mask", "mask_image", "markup"})  # markup: OpenAI's, accepted and unused
@@ -32,7 +36,8 @@ TEXT_OR_FILE_FIELDS = frozenset({"mask_image"})  # vLLM-Omni sends it as a file 
 
 
 class ImagesService:
-    def __init__(self, runner: Runner, config: ServerConfig, policy: MediaPolicy, store: OutputStore) -> None:
+    def __init__(self, runner: Runner, config: ServerConfig, policy: MediaPolicy,
+                 store: OutputStore | ObjectImageStore) -> None:
         self.runner = runner
         self.config = config
         self.policy = policy
@@ -133,7 +138,7 @@ class ImagesService:
                 encoded = self._encode(pixels, spec)
                 if spec.as_url:
                     name = self.store.put(encoded, spec.format, IMAGE_MIME_TYPES[spec.format])
-                    data.append(ImageData(url=f"{base_url}/v1/images/files/{name}"))
+                    data.append(ImageData(url=self.store.url_for(name) or f"{base_url}/v1/images/files/{name}"))
                 else:
                     data.append(ImageData(b64_json=to_base64(encoded)))
             return data

@@ -42,6 +42,10 @@ class OutputStore:
             self._bytes += len(data)
         return name
 
+    def url_for(self, name: str) -> str | None:
+        """A link other than this server's /v1/images/files/<name>: none (ObjectImageStore may pre-sign one)."""
+        return None
+
     def get(self, name: str) -> StoredOutput | None:
         if not _NAME.fullmatch(name):
             return None

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import time
-from typing import BinaryIO
+from typing import Any
 
 import msgspec
 
@@ -19,12 +18,13 @@ from ..adapters.forms import FormFields, convert_form
 from ..config import ServerConfig
 from ..errors import Conflict, InvalidRequest, NotFound
 from ..jobs.records import ARTIFACTS, FINISHED, VideoRecord, VideoSettings, new_video_id
-from ..jobs.store import VideoStore
+from ..jobs.store import JobStore
 from ..media import MediaPolicy, load_image_bytes
 from ..protocol.videos import InputReference, Video, VideoCreateRequest, VideoDeleted, VideoError, VideoList
 from ..runner import Runner
 from ..types import Task
 from .inputs import checked_image, fit_image
+from .job_files import JobFiles
 from .video_jobs import VideoJobs
 
 __all__ = ["FILE_FIELDS", "VideosService"]
@@ -34,12 +34,14 @@ MAX_LIST_LIMIT = 100
 
 
 class VideosService:
-    def __init__(self, runner: Runner, config: ServerConfig, policy: MediaPolicy, store: VideoStore) -> None:
+    def __init__(self, runner: Runner, config: ServerConfig, policy: MediaPolicy, store: JobStore,
+                 files: JobFiles) -> None:
         self.runner = runner
         self.config = config
         self.policy = policy
         self.store = store
-        self.jobs = VideoJobs(runner, config, store)
+        self.files = files
+        self.jobs = VideoJobs(runner, config, store, files)
 
     # --- the API ---------------------------------------------------------------------------------------------
     async def create_from_json(self, body: VideoCreateRequest) -> Video:
@@ -53,7 +55,7 @@ class VideosService:
         return await self._create(body, uploads[0] if uploads else None)
 
     async def remix(self, video_id: str, prompt: str) -> Video:
-        source = self._record(video_id)
+        source = await self._record(video_id)
         if source.status != "completed":
             raise Conflict(f"Video '{video_id}' is {source.status}; only a completed video can be remixed.",
                            code="video_not_ready")
@@ -66,50 +68,49 @@ class VideosService:
         await self.jobs.submit(record, await self.jobs.reference_of(source))
         return self._video(record)
 
-    def retrieve(self, video_id: str) -> tuple[Video, int | None]:
+    async def retrieve(self, video_id: str) -> tuple[Video, int | None]:
         """The Video, and how long a poller should wait before asking again (ms; None once it is finished)."""
-        record = self._record(video_id)
+        record = await self._record(video_id)
         finished = record.status in FINISHED
         return self._video(record), None if finished else self.jobs.poll_after_ms(record.id)
 
-    def list(self, after: str | None, limit: str | None, order: str | None) -> VideoList:
+    async def list(self, after: str | None, limit: str | None, order: str | None) -> VideoList:
         count = _parse_limit(limit)
         if order not in (None, "asc", "desc"):
             raise InvalidRequest("order must be 'asc' or 'desc'.", param="order")
         cursor = None
         if after:
-            cursor = self.store.get(after)
+            cursor = await asyncio.to_thread(self.store.get, after)
             if cursor is None:
                 raise InvalidRequest(f"after: no video with id '{after[:64]}'.", param="after")
-        records, has_more = self.store.page(after=cursor, limit=count, descending=order != "asc")
+        records, has_more = await asyncio.to_thread(self.store.page, after=cursor, limit=count,
+                                                    descending=order != "asc")
         data = [self._video(record) for record in records]
         return VideoList(data=data, first_id=data[0].id if data else None, last_id=data[-1].id if data else None,
                          has_more=has_more)
 
     async def delete(self, video_id: str) -> VideoDeleted:
         """Remove the job; a running one stops at its next step, a queued one leaves the queue."""
-        record = self.store.delete(video_id)
+        record = await asyncio.to_thread(self.store.delete, video_id)
         if record is None:
             raise _not_found(video_id)
         await self.jobs.forget(record)
         return VideoDeleted(id=record.id)
 
-    async def content(self, video_id: str, variant: str | None) -> tuple[BinaryIO, int, str]:
+    async def content(self, video_id: str, variant: str | None) -> tuple[Any, int, str]:
         """A completed video's MP4, thumbnail or spritesheet: the file, opened (so a DELETE that removes it meanwhile
-        cannot take it from under the download), its size and media type. The caller closes it."""
+        cannot take it from under the download; a reader with `read(n)` and `close()`), its size and media type. The
+        caller closes it."""
         if variant not in (None, *ARTIFACTS):
             raise InvalidRequest(f"variant must be one of {', '.join(ARTIFACTS)}.", param="variant")
-        record = self._record(video_id)
+        record = await self._record(video_id)
         if record.status != "completed":
             raise Conflict(f"Video '{video_id}' is {record.status}; its content exists once it is completed.",
                            code="video_not_ready")
-        name, media_type = ARTIFACTS[variant or "video"]
-        try:
-            file = await asyncio.to_thread(open, self.store.folder(record) / name, "rb")
-        except OSError:  # deleted or expired meanwhile
-            raise NotFound(f"The {variant or 'video'} of '{video_id}' is no longer available.",
-                           code="not_found") from None
-        return file, os.fstat(file.fileno()).st_size, media_type
+        opened = await asyncio.to_thread(self.files.open_artifact, record.storage, variant or "video")
+        if opened is None:  # deleted or expired meanwhile
+            raise NotFound(f"The {variant or 'video'} of '{video_id}' is no longer available.", code="not_found")
+        return opened.reader, opened.size, opened.media_type
 
     # --- creating jobs ---------------------------------------------------------------------------------------
     async def _create(self, body: VideoCreateRequest, upload: bytes | None) -> Video:
@@ -166,8 +167,9 @@ class VideosService:
                            remixed_from_video_id=remixed_from)
 
     # --- reading jobs ----------------------------------------------------------------------------------------
-    def _record(self, video_id: str) -> VideoRecord:
-        record = self.store.get(video_id)
+    async def _record(self, video_id: str) -> VideoRecord:
+        """The job's record (read off the event loop: the store may be a database across the network)."""
+        record = await asyncio.to_thread(self.store.get, video_id)
         if record is None:
             raise _not_found(video_id)
         return self._with_outcome(record)
@@ -186,6 +188,8 @@ class VideosService:
         live = self.jobs.live(record.id)
         if live is not None and status not in FINISHED:
             status, progress = live.status, live.progress if live.status == "in_progress" else 0
+        elif status == "in_progress":  # held by another replica: as it last stored it
+            progress = record.progress
         error = VideoError(code=record.error_code, message=record.error_message or "") if record.error_code else None
         s = record.settings
         return Video(id=record.id, model=record.model, status=status, progress=progress,

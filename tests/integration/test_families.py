@@ -149,9 +149,9 @@ def test_bad_launches_exit_non_zero(args, code, tmp_path):
 
 
 def test_a_data_directory_in_use_is_refused(tmp_path):
-    from openai_dit.jobs.store import VideoStore
+    from openai_dit.jobs.store import JobStore, job_store_url
 
-    held = VideoStore(tmp_path)
+    held = JobStore(job_store_url("sqlite", str(tmp_path)), data_dir=str(tmp_path))
     try:
         done = subprocess.run([sys.executable, "-m", "openai_dit", "serve", "--port", "0", "--data-dir",
                                str(tmp_path)], capture_output=True, text=True, timeout=120)

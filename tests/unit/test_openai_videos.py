@@ -14,7 +14,7 @@ import pytest
 from fakes import IMAGES, TEXT_ONLY, VIDEO, FakeEngine, assert_openai_error, data_uri, png_bytes, serving, wait_until
 from PIL import Image
 
-from openai_dit.jobs.store import DataDirInUse, VideoStore
+from openai_dit.jobs.store import DataDirInUse, JobStore, job_store_url
 
 
 def wait_for(client, video_id: str, timeout: float = 10.0) -> dict:
@@ -34,7 +34,8 @@ def create(client, **fields) -> dict:
 
 
 def job_folders(data_dir: Path) -> list[Path]:
-    return [p for p in (data_dir / "videos").iterdir() if p.is_dir()]
+    folder = data_dir / "videos"
+    return [p for p in folder.iterdir() if p.is_dir()] if folder.exists() else []
 
 
 # --- creating and running -------------------------------------------------------------------------------------
@@ -215,14 +216,14 @@ def test_a_server_error_after_acceptance_tells_the_sdk_not_to_retry(monkeypatch)
     with serving(FakeEngine(VIDEO)) as client:
         store = client.app.state.services.videos.store
 
-        def broken_insert(record):
+        def broken_insert(record, **_):
             raise sqlite3.OperationalError("disk I/O error")
 
         monkeypatch.setattr(store, "insert", broken_insert)
         response = client.post("/v1/videos", json={"prompt": "x"})
         assert_openai_error(response, 500)
         assert response.headers["x-should-retry"] == "false"
-        assert not job_folders(store.root)
+        assert not job_folders(Path(client.app.state.services.config.data_path))
 
 
 # --- reading, paging, deleting ------------------------------------------------------------------------------------
@@ -252,7 +253,7 @@ def test_unknown_or_malformed_ids_are_404(video_id):
 def test_delete_stops_a_running_job_within_one_step_and_removes_its_files():
     engine = FakeEngine(VIDEO, step_delay=0.05)
     with serving(engine) as client:
-        data_dir = client.app.state.services.videos.store.root
+        data_dir = Path(client.app.state.services.config.data_path)
         video = create(client, num_inference_steps=100)
         wait_until(lambda: engine.steps_run >= 2)
         deleted = client.delete(f"/v1/videos/{video['id']}")
@@ -327,7 +328,7 @@ def test_remix_reuses_the_settings_seed_and_reference_with_a_new_prompt():
         assert second.num_frames == first.num_frames and second.images[0].getpixel((0, 0)) == (1, 2, 3)
         assert_openai_error(client.post(f"/v1/videos/{source['id']}/remix", json={}), 400, "prompt")
         assert_openai_error(client.post("/v1/videos/video_" + "1" * 32 + "/remix", json={"prompt": "x"}), 404)
-        for reference in client.app.state.services.videos.store.files_root.glob("*/reference.png"):
+        for reference in (Path(client.app.state.services.config.data_path) / "videos").glob("*/reference.png"):
             reference.unlink()  # an input image lost from the disk: a clear 404, not a server error
         lost = client.post(f"/v1/videos/{source['id']}/remix", json={"prompt": "a bird"})
         assert assert_openai_error(lost, 404)["code"] == "reference_missing"
@@ -383,12 +384,16 @@ def test_the_store_is_bounded_oldest_finished_first(tmp_path):
         wait_until(lambda: len(job_folders(tmp_path)) == 2, timeout=5)
 
 
+def sqlite_store(data_dir: Path) -> JobStore:
+    return JobStore(job_store_url("sqlite", str(data_dir)), data_dir=str(data_dir))
+
+
 def test_one_server_per_data_directory(tmp_path):
-    store = VideoStore(tmp_path)
+    store = sqlite_store(tmp_path)
     with pytest.raises(DataDirInUse):
-        VideoStore(tmp_path)
+        sqlite_store(tmp_path)
     store.close()
-    VideoStore(tmp_path).close()
+    sqlite_store(tmp_path).close()
 
 
 def test_image_models_list_no_videos_but_refuse_creation():
@@ -402,3 +407,34 @@ def test_image_models_list_no_videos_but_refuse_creation():
 def test_list_limit_that_is_not_plain_digits_is_a_400(limit):  # found by schemathesis: '³'.isdigit() is True
     with serving(FakeEngine(VIDEO)) as client:
         assert_openai_error(client.get("/v1/videos", params={"limit": limit}), 400, "limit")
+
+
+# --- webhooks (one server, its SQLite outbox) -------------------------------------------------------------------
+
+WEBHOOK_SECRET = "whsec_" + "dGhlLXNlY3JldC1vZi10aGUtdW5pdC10ZXN0cw=="
+
+
+def test_webhooks_announce_completed_and_failed_jobs_and_survive_a_restart(tmp_path):
+    import openai
+    from services import webhook_receiver
+
+    sdk = openai.OpenAI(api_key="unused", base_url="http://127.0.0.1:9/v1", max_retries=0)
+    engine = FakeEngine(VIDEO)
+    with webhook_receiver(fail_first=100) as down:  # a receiver that keeps failing: the events stay in the outbox
+        options = dict(data_dir=str(tmp_path), webhook_secret=WEBHOOK_SECRET, allow_private_urls=True)
+        with serving(engine, webhook_url=down.url, **options) as client:
+            done = create(client)
+            wait_until(lambda: client.get(f"/v1/videos/{done['id']}").json()["status"] == "completed")
+            engine.fail_with = RuntimeError("boom")
+            failed = create(client)
+            wait_until(lambda: client.get(f"/v1/videos/{failed['id']}").json()["status"] == "failed")
+            down.wait_for(2)
+            assert all(d.status == 500 for d in down.deliveries)
+    with webhook_receiver() as receiver, serving(engine, webhook_url=receiver.url, **options):
+        deliveries = receiver.wait_for(2, succeeded=True)  # delivered by the next start (retry after 1 s)
+        events = sorted((sdk.webhooks.unwrap(d.body, d.headers, secret=WEBHOOK_SECRET) for d in deliveries),
+                        key=lambda e: e.type)
+        assert [(e.type, e.data.id) for e in events] == [("video.completed", done["id"]),
+                                                         ("video.failed", failed["id"])]
+        time.sleep(1.5)
+        assert len(receiver.deliveries) == 2  # once each
