@@ -15,6 +15,7 @@ import logging
 import os
 import secrets
 import socket
+import time
 from typing import TYPE_CHECKING
 
 from ..config import ServerConfig
@@ -93,15 +94,17 @@ class JobClaims:
             self._wake.set()
 
     async def _claim_forever(self) -> None:
+        polled_at = 0.0
         while not self._closed:
-            polled = False
             try:
                 await asyncio.wait_for(self._wake.wait(), _POLL_SECONDS)
             except asyncio.TimeoutError:
-                polled = True
+                pass
             self._wake.clear()
-            if self.store.shared and not (polled or self.jobs.runner.idle):
+            now = time.monotonic()
+            if self.store.shared and not self.jobs.runner.idle and now - polled_at < _POLL_SECONDS:
                 continue  # an announcement goes to the idle replicas first; a busy one takes what is left at its poll
+            polled_at = now
             try:
                 await self._claim_while_free()
                 self._failing = False

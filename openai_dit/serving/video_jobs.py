@@ -188,9 +188,7 @@ class VideoJobs:
         """Write how a job ended; where the store refuses, keep it (clients see it) and retry on every sweep.
         False when the record is gone (deleted meanwhile)."""
         try:
-            recorded = await asyncio.to_thread(
-                self.store.finish, record.id, owner=self.claims.owner, ttl_seconds=self.config.video_ttl,
-                added_bytes=outcome.added_bytes, error_code=outcome.error_code, error_message=outcome.error_message)
+            recorded, removed = await asyncio.to_thread(self._finish, record.id, outcome)
         except StorageUnavailable as exc:
             logger.warning("video %s %s, but the store cannot record it (%s): retried until it can", record.id,
                            outcome.status, exc.code)
@@ -200,7 +198,20 @@ class VideoJobs:
         self._unrecorded.pop(record.id, None)
         if recorded:
             self.claims.recorded()
+        for storage in removed:
+            await asyncio.to_thread(self.files.remove, storage)
         return recorded
+
+    def _finish(self, video_id: str, outcome: Outcome) -> tuple[bool, list[str]]:
+        """(On a worker thread.) Record the outcome and, for a completed job, keep the store within its bounds in
+        the same go (the record it evicts is gone by the time a client sees the new one); the folders to remove."""
+        recorded = self.store.finish(video_id, owner=self.claims.owner, ttl_seconds=self.config.video_ttl,
+                                     added_bytes=outcome.added_bytes, error_code=outcome.error_code,
+                                     error_message=outcome.error_message)
+        if not (recorded and outcome.status == "completed"):
+            return recorded, []
+        return recorded, self.store.remove_expired_and_excess(
+            max_bytes=int(self.config.video_store_mb * 1024 * 1024), max_jobs=self.config.max_video_jobs)
 
     async def _record_unrecorded(self) -> None:
         for video_id, outcome in list(self._unrecorded.items()):
@@ -371,7 +382,6 @@ class VideoJobs:
                 if await self._record_outcome(record, outcome):
                     if outcome.status == "completed":
                         logger.info("video %s completed", record.id)
-                        await self.sweep()  # keep the store within its bounds
                 elif await asyncio.to_thread(self.store.get, record.id) is None:
                     live.deleted = True  # deleted on another replica meanwhile: its files go too (written since)
         except Exception:  # noqa: BLE001 - a driver never dies silently
