@@ -99,9 +99,7 @@ class VideoJobs:
                 logger.warning("%d video job(s) were running when the last server stopped: failed as "
                                "server_restarted", failed)
         self._writable, self._probed_at = await asyncio.to_thread(self.files.writable), time.monotonic()
-        orphans = await asyncio.to_thread(self.files.remove_orphans, self.store.storages())
-        if orphans:
-            logger.info("removed %d job folders without a record", orphans)
+        await self._remove_orphans()
         await self.sweep()
         await self.claims.start()
         self._background = [asyncio.ensure_future(self._sweep_forever())]
@@ -137,12 +135,21 @@ class VideoJobs:
         """Record outcomes the store refused before, remove expired jobs, and the oldest finished ones while the
         store is over its bounds."""
         await self._record_unrecorded()
-        removed = await asyncio.to_thread(self.store.remove_expired_and_excess,
-                                          max_bytes=int(self.config.video_store_mb * 1024 * 1024),
-                                          max_jobs=self.config.max_video_jobs)
+        removed = await asyncio.to_thread(self._bound_store)
         await asyncio.to_thread(self.store.remove_old_events, time.time() - _EVENTS_KEPT_SECONDS)
         for storage in removed:
             await asyncio.to_thread(self.files.remove, storage)
+
+    def _bound_store(self) -> list[str]:
+        """(On a worker thread.) Expired records out, then the oldest finished while over the bounds; their folders."""
+        return self.store.remove_expired_and_excess(max_bytes=int(self.config.video_store_mb * 1024 * 1024),
+                                                    max_jobs=self.config.max_video_jobs)
+
+    async def _remove_orphans(self) -> None:
+        """Folders no record names (see JobFiles.remove_orphans)."""
+        orphans = await asyncio.to_thread(lambda: self.files.remove_orphans(self.store.storages()))
+        if orphans:
+            logger.info("removed %d job folders without a record", orphans)
 
     async def _sweep_forever(self) -> None:
         interval = min(_SWEEP_SECONDS, max(1.0, self.config.video_ttl / 2))
@@ -159,7 +166,7 @@ class VideoJobs:
             try:
                 await self.sweep()
                 if self.store.shared:  # folders a replica left when it died creating a job (a single server: at start)
-                    await asyncio.to_thread(self.files.remove_orphans, await asyncio.to_thread(self.store.storages))
+                    await self._remove_orphans()
             except StorageUnavailable as exc:
                 logger.warning("video store: %s (%d outcome(s) waiting to be recorded)", exc.code,
                                len(self._unrecorded))
@@ -188,7 +195,7 @@ class VideoJobs:
         """Write how a job ended; where the store refuses, keep it (clients see it) and retry on every sweep.
         False when the record is gone (deleted meanwhile)."""
         try:
-            recorded, removed = await asyncio.to_thread(self._finish, record.id, outcome)
+            recorded = await self._write_outcome(record.id, outcome)
         except StorageUnavailable as exc:
             logger.warning("video %s %s, but the store cannot record it (%s): retried until it can", record.id,
                            outcome.status, exc.code)
@@ -196,6 +203,12 @@ class VideoJobs:
             self._retry.set()
             return True
         self._unrecorded.pop(record.id, None)
+        return recorded
+
+    async def _write_outcome(self, video_id: str, outcome: Outcome) -> bool:
+        """Record the outcome (StorageUnavailable when the store refuses), announce its webhook event, remove the
+        folders of the records it evicted; False when the record is gone or not this replica's."""
+        recorded, removed = await asyncio.to_thread(self._finish, video_id, outcome)
         if recorded:
             self.claims.recorded()
         for storage in removed:
@@ -208,18 +221,13 @@ class VideoJobs:
         recorded = self.store.finish(video_id, owner=self.claims.owner, ttl_seconds=self.config.video_ttl,
                                      added_bytes=outcome.added_bytes, error_code=outcome.error_code,
                                      error_message=outcome.error_message)
-        if not (recorded and outcome.status == "completed"):
-            return recorded, []
-        return recorded, self.store.remove_expired_and_excess(
-            max_bytes=int(self.config.video_store_mb * 1024 * 1024), max_jobs=self.config.max_video_jobs)
+        return recorded, self._bound_store() if recorded and outcome.status == "completed" else []
 
     async def _record_unrecorded(self) -> None:
+        """Outcomes the store refused before, written now (StorageUnavailable while it still refuses)."""
         for video_id, outcome in list(self._unrecorded.items()):
-            await asyncio.to_thread(self.store.finish, video_id, owner=self.claims.owner,
-                                    ttl_seconds=self.config.video_ttl, added_bytes=outcome.added_bytes,
-                                    error_code=outcome.error_code, error_message=outcome.error_message)
+            await self._write_outcome(video_id, outcome)
             del self._unrecorded[video_id]
-            self.claims.recorded()
             logger.info("video %s: its outcome (%s) is recorded now", video_id, outcome.status)
 
     async def run_claimed(self, record: VideoRecord) -> None:
