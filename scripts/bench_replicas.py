@@ -17,25 +17,17 @@ import os
 import statistics
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import httpx
-import openai
-import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
-from conftest import running_server  # noqa: E402
+from conftest import client_for, mean_step_seconds, running_server  # noqa: E402
 from services import postgres_server, s3_server, webhook_receiver  # noqa: E402
 
 SECRET = "whsec_" + "c2VjcmV0LW9mLXRoZS1iZW5jaC0xMjM0NTY3ODkw"
-
-
-def client_for(url: str) -> openai.OpenAI:
-    warnings.simplefilter("ignore", DeprecationWarning)
-    return openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
 
 
 def p50_ms(call, polls: int) -> float:
@@ -69,15 +61,6 @@ def log_has(url, text: str) -> bool:
     return text in url.log.read_text(errors="replace")
 
 
-def mean_step(url: str) -> float:
-    values = {}
-    for line in httpx.get(f"{url}/metrics").text.splitlines():
-        if line.startswith("openai_dit_denoising_step_seconds_"):
-            name, value = line.rsplit(" ", 1)
-            values[name.split("{")[0].rsplit("_", 1)[1]] = float(value)
-    return values["sum"] / values["count"]
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lease", type=float, default=3.0)
@@ -96,11 +79,7 @@ def main() -> int:
         cluster = stack.enter_context(postgres_server())
         bucket = stack.enter_context(s3_server())
         os.environ.update(bucket.env)
-        engine = sa.create_engine(cluster, isolation_level="AUTOCOMMIT")
-        with engine.connect() as conn:
-            conn.execute(sa.text("CREATE DATABASE bench"))
-        engine.dispose()
-        shared = ("--job-store", cluster.dsn.rsplit("/", 1)[0] + "/bench", "--object-store",
+        shared = ("--job-store", cluster.new_database("bench").dsn, "--object-store",
                   f"s3://{bucket.bucket}/bench", "--job-lease", str(args.lease))
         receiver = stack.enter_context(webhook_receiver())
         hooks = ("--webhook-url", receiver.url, "--webhook-secret", SECRET, "--allow-private-urls")
@@ -121,7 +100,7 @@ def main() -> int:
         client_b.videos.delete(job.id)
         deleted = time.monotonic()
         wait_for(lambda: log_has(a, f"video {job.id} deleted"), 10)
-        delete_ms, step_ms = (time.monotonic() - deleted) * 1000, mean_step(a) * 1000
+        delete_ms, step_ms = (time.monotonic() - deleted) * 1000, mean_step_seconds(a) * 1000
 
         job = client_a.videos.create(prompt="survives", **long_job)
         wait_for(lambda: client_b.videos.retrieve(job.id).status == "in_progress", 60)

@@ -187,6 +187,14 @@ class PostgresURL(str):
         """The same URL for psycopg.connect() (libpq knows no `+psycopg`)."""
         return "postgresql://" + self.split("://", 1)[1]
 
+    def new_database(self, name: str) -> PostgresURL:
+        """Create the empty database `name` on this cluster; its URL (same user and cluster)."""
+        import psycopg
+
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return PostgresURL(self.rsplit("/", 1)[0] + "/" + name, port=self.port, directory=self.directory)
+
 
 # fsync and friends off: a test cluster is thrown away, so durability buys nothing and costs seconds.
 _PG_SETTINGS = {

@@ -83,3 +83,23 @@ def rank_pid(log: Path, rank: int) -> int:
             return int(found.group(1))
         time.sleep(0.1)
     raise AssertionError(f"rank {rank} never joined")
+
+
+def client_for(url: str):
+    """The official SDK on a server under test (no retries: a test sees every answer)."""
+    import warnings
+
+    import openai
+
+    warnings.simplefilter("ignore", DeprecationWarning)  # the SDK marks the Videos API deprecated
+    return openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+
+
+def mean_step_seconds(url: str) -> float:
+    """The mean denoising step time of a server so far (its /metrics)."""
+    values = {}
+    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
+        if line.startswith(("openai_dit_denoising_step_seconds_sum", "openai_dit_denoising_step_seconds_count")):
+            name, value = line.rsplit(" ", 1)
+            values[name.split("{")[0].rsplit("_", 1)[1]] = float(value)
+    return values["sum"] / values["count"]

@@ -3,16 +3,8 @@
 from __future__ import annotations
 
 import time
-import warnings
 
-import openai
-
-from .conftest import running_server
-
-
-def client_for(url: str) -> openai.OpenAI:
-    warnings.simplefilter("ignore", DeprecationWarning)  # the SDK marks the Videos API deprecated
-    return openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+from .conftest import client_for, running_server
 
 
 def test_completed_jobs_survive_a_crash_and_running_ones_fail_clearly(tmp_path):

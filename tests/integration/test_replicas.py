@@ -9,27 +9,20 @@ import os
 import subprocess
 import sys
 import time
-import warnings
 from collections.abc import Iterator
 
 import httpx
 import openai
 import pytest
-import sqlalchemy as sa
 from services import postgres_server, s3_server, webhook_receiver
 
-from .conftest import ServerURL, running_server
+from .conftest import ServerURL, client_for, mean_step_seconds, running_server
 
 SECRET = "whsec_" + "c2VjcmV0LW9mLXRoZS10ZXN0cy0xMjM0NTY3ODkw"  # base64 of a 30-byte key
 LEASE = 3.0  # seconds: a dead replica's job is taken over within this (plus a poll)
 MODEL = ("--model-path", "tiny:wan-t2v")
 LONG = {"size": "256x256", "seconds": "4", "extra_body": {"num_inference_steps": 200}}  # runs for many seconds
 SHORT = {"size": "64x64", "extra_body": {"num_inference_steps": 2}}
-
-
-def client_for(url: str) -> openai.OpenAI:
-    warnings.simplefilter("ignore", DeprecationWarning)  # the SDK marks the Videos API deprecated
-    return openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
 
 
 @pytest.fixture(scope="module")
@@ -52,13 +45,9 @@ def shared(cluster, bucket, monkeypatch) -> tuple[str, ...]:
     """The flags of a replica: a fresh database of the cluster and a fresh prefix of the bucket (per test); the
     bucket's credentials in the environment the servers inherit."""
     name = f"replicas_{os.getpid()}_{next(_counter)}"
-    engine = sa.create_engine(cluster, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE {name}"))
-    engine.dispose()
+    database = cluster.new_database(name).dsn
     for key, value in bucket.env.items():
         monkeypatch.setenv(key, value)
-    database = cluster.dsn.rsplit("/", 1)[0] + "/" + name
     return ("--job-store", database, "--object-store", f"s3://{bucket.bucket}/{name}", "--job-lease", str(LEASE))
 
 
@@ -76,16 +65,6 @@ def wait_for(predicate, timeout: float, what: str):
             return value
         assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
         time.sleep(0.1)
-
-
-def mean_step_seconds(url: ServerURL) -> float:
-    """The mean denoising step time on a replica so far (its /metrics)."""
-    values = {}
-    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
-        if line.startswith(("openai_dit_denoising_step_seconds_sum", "openai_dit_denoising_step_seconds_count")):
-            name, value = line.rsplit(" ", 1)
-            values[name.split("{")[0].rsplit("_", 1)[1]] = float(value)
-    return values["sum"] / values["count"]
 
 
 def log_of(url: ServerURL) -> str:

@@ -35,13 +35,7 @@ def store_url(request, tmp_path):
     """A fresh, empty store of each kind (a new database of the module's cluster for PostgreSQL)."""
     if request.param == "sqlite":
         return "sqlite"
-    base = request.getfixturevalue("cluster")
-    name = f"jobs_{next(_databases)}"
-    engine = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE {name}"))
-    engine.dispose()
-    return base.rsplit("/", 1)[0] + "/" + name
+    return request.getfixturevalue("cluster").new_database(f"jobs_{next(_databases)}")
 
 
 def open_store(url: str, data_dir, **kwargs) -> JobStore:
